@@ -33,6 +33,10 @@ type Container struct {
 	Annotations Annotations
 	// Node is the node configuration in force.
 	Node *config.Config
+	// SandboxPid is the pid of the pod's sandbox init when this container
+	// joins a pod this shim already runs (0 for the sandbox itself and for
+	// standalone containers). Steps use it to join the pod's namespaces.
+	SandboxPid int
 
 	// Results steps leave for the shim and for later steps.
 	Result Result
