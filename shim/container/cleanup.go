@@ -1,0 +1,47 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/log"
+	"github.com/opencontainers/runc/libcontainer"
+)
+
+// Cleanup removes a container whose shim is gone, from on-disk state alone:
+// it kills whatever is left in the container's cgroup, removes the cgroup and
+// the libcontainer state, and unmounts the rootfs. It returns the pid the
+// init had, 0 if unknown. Used by "containerd-shim-stockade-v1 delete".
+func Cleanup(ctx context.Context, stateRoot, id, bundle string) (int, error) {
+	var pid int
+	lc, err := libcontainer.Load(stateRoot, id)
+	switch {
+	case err == nil:
+		if st, err := lc.State(); err == nil {
+			pid = st.InitProcessPid
+		}
+		if pids, err := lc.Processes(); err == nil {
+			_ = lc.Resume()
+			for _, p := range pids {
+				_ = syscall.Kill(p, syscall.SIGKILL)
+			}
+		}
+		_ = lc.Signal(syscall.SIGKILL)
+		if err := lc.Destroy(); err != nil {
+			log.G(ctx).WithError(err).WithField("container_id", id).Warn("destroy container state")
+		}
+	case errors.Is(err, libcontainer.ErrNotExist), errors.Is(err, os.ErrNotExist):
+	default:
+		log.G(ctx).WithError(err).WithField("container_id", id).Warn("load container state")
+	}
+	if bundle != "" {
+		if err := mount.UnmountRecursive(RootfsDir(bundle), 0); err != nil {
+			return pid, fmt.Errorf("unmount rootfs of %s: %w", id, err)
+		}
+	}
+	return pid, nil
+}

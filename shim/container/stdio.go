@@ -1,0 +1,382 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/console"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/fifo"
+	"github.com/containerd/log"
+	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
+)
+
+// Stdio is what containerd asks for a process: FIFO paths or log URIs
+// (binary://, file://), and whether the process gets a terminal.
+type Stdio struct {
+	Stdin, Stdout, Stderr string
+	Terminal              bool
+}
+
+// processIO connects a process's stdio to what containerd asked for. The
+// process always gets pipes (or a pty) owned by the container's root, never
+// a host path, and the shim copies between them and containerd's FIFOs.
+type processIO struct {
+	stdio Stdio
+
+	// child ends handed to the process; closed in the shim after start.
+	childFiles []*os.File
+	// consoleSock receives the pty master from the container's init.
+	consoleSock *os.File
+
+	mu      sync.Mutex
+	stdinW  io.WriteCloser // where stdin is copied to; nil once closed
+	console console.Console
+
+	copies  sync.WaitGroup
+	closers []io.Closer
+	logger  *exec.Cmd // the binary:// logging process, if any
+}
+
+// newProcessIO prepares lp's stdio before it starts. rootUID/rootGID own the
+// pipes so that a process in a user namespace may reopen /proc/self/fd/N.
+func newProcessIO(ctx context.Context, id, ns string, stdio Stdio, lp *libcontainer.Process, rootUID, rootGID int) (_ *processIO, retErr error) {
+	pio := &processIO{stdio: stdio}
+	defer func() {
+		if retErr != nil {
+			pio.Close()
+		}
+	}()
+	if stdio.Terminal {
+		if stdio.Stderr != "" && stdio.Stderr != stdio.Stdout {
+			return nil, fmt.Errorf("stderr %q: a terminal has no separate stderr: %w", stdio.Stderr, errdefs.ErrInvalidArgument)
+		}
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("console socket pair: %w", err)
+		}
+		pio.consoleSock = os.NewFile(uintptr(fds[0]), "console-parent")
+		child := os.NewFile(uintptr(fds[1]), "console-child")
+		pio.childFiles = append(pio.childFiles, child)
+		lp.ConsoleSocket = child
+		return pio, nil
+	}
+
+	pipes, err := lp.InitializeIO(rootUID, rootGID)
+	if err != nil {
+		return nil, fmt.Errorf("stdio pipes: %w", err)
+	}
+	for _, f := range []any{lp.Stdin, lp.Stdout, lp.Stderr} {
+		pio.childFiles = append(pio.childFiles, f.(*os.File))
+	}
+	pio.closers = append(pio.closers, pipes.Stdout, pipes.Stderr)
+
+	// stdin: containerd's FIFO (opened non-blocking: the client may attach late).
+	pio.stdinW = pipes.Stdin
+	if stdio.Stdin == "" {
+		pio.closeStdin()
+	} else {
+		in, err := fifo.OpenFifo(ctx, stdio.Stdin, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open stdin %s: %w", stdio.Stdin, err)
+		}
+		pio.closers = append(pio.closers, in)
+		go func() {
+			_, _ = io.Copy(pipes.Stdin, in)
+			pio.closeStdin()
+		}()
+	}
+
+	if err := pio.routeOutput(ctx, id, ns, pipes.Stdout, pipes.Stderr); err != nil {
+		return nil, err
+	}
+	return pio, nil
+}
+
+// routeOutput sends the process's stdout/stderr pipes where containerd asked.
+func (p *processIO) routeOutput(ctx context.Context, id, ns string, stdout, stderr io.ReadCloser) error {
+	outURI, err := parseURI(p.stdio.Stdout)
+	if err != nil {
+		return fmt.Errorf("stdout: %w", err)
+	}
+	errURI, err := parseURI(p.stdio.Stderr)
+	if err != nil {
+		return fmt.Errorf("stderr: %w", err)
+	}
+	if outURI.Scheme == "binary" || errURI.Scheme == "binary" {
+		if p.stdio.Stdout != p.stdio.Stderr {
+			return fmt.Errorf("stdout %q and stderr %q: a binary:// logger must receive both: %w", p.stdio.Stdout, p.stdio.Stderr, errdefs.ErrInvalidArgument)
+		}
+		return p.startLogger(ctx, id, ns, outURI, stdout.(*os.File), stderr.(*os.File))
+	}
+	for _, s := range []struct {
+		u   *url.URL
+		src io.Reader
+	}{{outURI, stdout}, {errURI, stderr}} {
+		dst, err := p.openSink(ctx, s.u)
+		if err != nil {
+			return err
+		}
+		p.copies.Add(1)
+		go func(dst io.WriteCloser, src io.Reader) {
+			defer p.copies.Done()
+			_, _ = io.Copy(dst, src)
+			if dst != nil {
+				dst.Close()
+			}
+		}(dst, s.src)
+	}
+	return nil
+}
+
+// openSink opens a FIFO or a file:// target. An empty target discards.
+func (p *processIO) openSink(ctx context.Context, u *url.URL) (io.WriteCloser, error) {
+	switch u.Scheme {
+	case "":
+		if u.Path == "" {
+			return nopWriteCloser{io.Discard}, nil
+		}
+		// O_WRONLY on a FIFO would block until containerd's reader opens
+		// it; the fifo package opens it in the background instead.
+		w, err := fifo.OpenFifo(ctx, u.Path, syscall.O_WRONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open fifo %s: %w", u.Path, err)
+		}
+		p.closers = append(p.closers, w)
+		return w, nil
+	case "fifo":
+		return p.openSink(ctx, &url.URL{Path: u.Path})
+	case "file":
+		if err := os.MkdirAll(filepath.Dir(u.Path), 0o755); err != nil {
+			return nil, fmt.Errorf("file log %s: %w", u.Path, err)
+		}
+		f, err := os.OpenFile(u.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return nil, fmt.Errorf("file log %s: %w", u.Path, err)
+		}
+		return &syncedFile{f: f}, nil
+	}
+	return nil, fmt.Errorf("log uri %q: unsupported scheme %q: %w", u.String(), u.Scheme, errdefs.ErrInvalidArgument)
+}
+
+// startLogger runs a binary:// logging driver the way containerd's shims do:
+// stdout on fd 3, stderr on fd 4, and fd 5 closed by the logger when ready.
+func (p *processIO) startLogger(ctx context.Context, id, ns string, u *url.URL, stdout, stderr *os.File) error {
+	var args []string
+	for k, vs := range u.Query() {
+		args = append(args, k)
+		if len(vs) > 0 && vs[0] != "" {
+			args = append(args, vs[0])
+		}
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	cmd := exec.Command(u.Path, args...)
+	cmd.Env = append(os.Environ(), "CONTAINER_ID="+id, "CONTAINER_NAMESPACE="+ns)
+	cmd.ExtraFiles = []*os.File{stdout, stderr, w}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return fmt.Errorf("start logging binary %s: %w", u.Path, err)
+	}
+	w.Close()
+	p.logger = cmd
+	// The logger holds its own copies of the read ends now.
+	stdout.Close()
+	stderr.Close()
+	ready := make(chan struct{})
+	go func() {
+		b := make([]byte, 1)
+		_, _ = r.Read(b)
+		close(ready)
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("logging binary %s did not signal readiness", u.Path)
+	}
+	return nil
+}
+
+// afterStart closes the process's ends in the shim and, for a terminal,
+// receives the pty master from the container and starts copying.
+func (p *processIO) afterStart(ctx context.Context) error {
+	for _, f := range p.childFiles {
+		f.Close()
+	}
+	p.childFiles = nil
+	if !p.stdio.Terminal {
+		return nil
+	}
+	master, err := recvFile(p.consoleSock)
+	p.consoleSock.Close()
+	p.consoleSock = nil
+	if err != nil {
+		return fmt.Errorf("receive pty master: %w", err)
+	}
+	con, err := console.ConsoleFromFile(master)
+	if err != nil {
+		master.Close()
+		return fmt.Errorf("pty master: %w", err)
+	}
+	p.mu.Lock()
+	p.console = con
+	p.mu.Unlock()
+	p.closers = append(p.closers, con)
+	if p.stdio.Stdin != "" {
+		in, err := fifo.OpenFifo(ctx, p.stdio.Stdin, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			return fmt.Errorf("open stdin %s: %w", p.stdio.Stdin, err)
+		}
+		p.closers = append(p.closers, in)
+		p.mu.Lock()
+		p.stdinW = nopWriteCloser{con}
+		p.mu.Unlock()
+		go func() { _, _ = io.Copy(con, in) }()
+	}
+	u, err := parseURI(p.stdio.Stdout)
+	if err != nil {
+		return fmt.Errorf("stdout: %w", err)
+	}
+	dst, err := p.openSink(ctx, u)
+	if err != nil {
+		return err
+	}
+	p.copies.Add(1)
+	go func() {
+		defer p.copies.Done()
+		// Reading the master fails with EIO once the last slave fd closes:
+		// that is the normal end of a terminal session.
+		_, _ = io.Copy(dst, con)
+		dst.Close()
+	}()
+	return nil
+}
+
+// closeStdin closes the process's stdin (CloseIO).
+func (p *processIO) closeStdin() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stdinW != nil {
+		p.stdinW.Close()
+		p.stdinW = nil
+	}
+}
+
+// resize sets the terminal size.
+func (p *processIO) resize(width, height uint32) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.console == nil {
+		return fmt.Errorf("process has no terminal: %w", errdefs.ErrFailedPrecondition)
+	}
+	return p.console.Resize(console.WinSize{Width: uint16(width), Height: uint16(height)})
+}
+
+// wait waits for output copying to finish, at most timeout: a daemon that
+// escaped the pid namespace could hold a pipe open for ever.
+func (p *processIO) wait(ctx context.Context, timeout time.Duration) {
+	done := make(chan struct{})
+	go func() { p.copies.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		log.G(ctx).Warn("stdio copy did not finish; closing")
+	}
+	if p.logger != nil {
+		_ = p.logger.Wait()
+		p.logger = nil
+	}
+}
+
+// Close releases every file the IO holds.
+func (p *processIO) Close() {
+	for _, f := range p.childFiles {
+		f.Close()
+	}
+	p.childFiles = nil
+	if p.consoleSock != nil {
+		p.consoleSock.Close()
+	}
+	p.closeStdin()
+	for _, c := range p.closers {
+		c.Close()
+	}
+	p.closers = nil
+}
+
+func parseURI(s string) (*url.URL, error) {
+	if s == "" {
+		return &url.URL{}, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("invalid log uri %q: %w: %w", s, err, errdefs.ErrInvalidArgument)
+	}
+	if u.Scheme == "" {
+		u.Path = s
+	}
+	return u, nil
+}
+
+// recvFile receives one file descriptor sent with SCM_RIGHTS.
+func recvFile(sock *os.File) (*os.File, error) {
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4))
+	var n, oobn int
+	var err error
+	for {
+		n, oobn, _, _, err = unix.Recvmsg(int(sock.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range msgs {
+		fds, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds[1:] {
+			_ = unix.Close(fd)
+		}
+		return os.NewFile(uintptr(fds[0]), string(buf[:n])), nil
+	}
+	return nil, errors.New("no file descriptor received")
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
+
+// syncedFile serialises writes from stdout and stderr into one file.
+type syncedFile struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func (s *syncedFile) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.f.Write(b)
+}
+
+func (s *syncedFile) Close() error { return s.f.Close() }

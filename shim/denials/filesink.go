@@ -1,0 +1,195 @@
+package denials
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Permissions of the sink: root writes, a log-reading group may read, nobody
+// else (records name processes and arguments of other tenants' pods).
+const (
+	dirMode  = 0o750
+	fileMode = 0o640
+)
+
+// logWriter is the part of *os.File the file sink uses; tests substitute a
+// writer that fails (ENOSPC) to exercise the error path without a full disk.
+type logWriter interface {
+	Write(p []byte) (int, error)
+	Truncate(size int64) error
+	Close() error
+}
+
+// FileSink writes JSON lines to <root>/<namespace>_<pod>_<pod-uid>/<container>.log
+// and rotates each file at maxBytes, keeping maxFiles files in all
+// (<container>.log, .log.1 newest rotated, … .log.<maxFiles-1> oldest), the
+// scheme kubelet uses for container logs. Every path is built from node
+// config and escaped names, never from anything an image controls.
+type FileSink struct {
+	root     string
+	maxBytes int64
+	maxFiles int
+
+	// open is swapped by tests.
+	open func(path string) (logWriter, int64, error)
+
+	// mu guards files: Write runs on the delivery goroutine, Release on
+	// whichever goroutine unregisters a container.
+	mu    sync.Mutex
+	files map[string]*logFile
+}
+
+type logFile struct {
+	w    logWriter
+	size int64
+}
+
+// NewFileSink returns a sink rooted at root. Nothing is created until the
+// first record arrives, so a node that never sees a denial has no directory.
+func NewFileSink(root string, maxBytes int64, maxFiles int) *FileSink {
+	if maxFiles < 1 {
+		maxFiles = 1
+	}
+	return &FileSink{root: root, maxBytes: maxBytes, maxFiles: maxFiles, open: openLogFile, files: make(map[string]*logFile)}
+}
+
+// Name implements Sink.
+func (s *FileSink) Name() string { return "file " + s.root }
+
+// Write implements Sink.
+func (s *FileSink) Write(r *Record, line []byte) error {
+	path := LogPath(s.root, r.attribution())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, err := s.file(path)
+	if err != nil {
+		return err
+	}
+	if f.size > 0 && f.size+int64(len(line)) > s.maxBytes {
+		if err := s.rotate(path, f); err != nil {
+			return err
+		}
+		if f, err = s.file(path); err != nil {
+			return err
+		}
+	}
+	n, err := f.w.Write(line)
+	if err != nil {
+		// Cut a partial line off (disk full mid-write) so the file stays
+		// valid JSON lines; the record itself is reported as a gap.
+		if n > 0 {
+			_ = f.w.Truncate(f.size)
+		}
+		return fmt.Errorf("failed to write %s: %w", path, err)
+	}
+	f.size += int64(n)
+	return nil
+}
+
+// file returns the open live file for path, creating directories and the
+// file on first use.
+func (s *FileSink) file(path string) (*logFile, error) {
+	if f := s.files[path]; f != nil {
+		return f, nil
+	}
+	if err := mkdirAll(s.root, filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	w, size, err := s.open(path)
+	if err != nil {
+		return nil, err
+	}
+	f := &logFile{w: w, size: size}
+	s.files[path] = f
+	return f, nil
+}
+
+// rotate shifts .log.N to .log.N+1 (dropping the oldest) and the live file
+// to .log.1. Renames keep the inode, so a reader following the live file by
+// handle reads its tail before moving on.
+func (s *FileSink) rotate(path string, f *logFile) error {
+	delete(s.files, path)
+	if err := f.w.Close(); err != nil {
+		return fmt.Errorf("failed to close %s for rotation: %w", path, err)
+	}
+	if s.maxFiles == 1 {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("failed to rotate %s: %w", path, err)
+		}
+		return nil
+	}
+	for n := s.maxFiles - 1; n >= 1; n-- {
+		from := path
+		if n > 1 {
+			from = RotatedName(path, n-1)
+		}
+		if err := os.Rename(from, RotatedName(path, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("failed to rotate %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// Release implements Releaser: it closes the container's file. A record that
+// still arrives later simply reopens it.
+func (s *FileSink) Release(a Attribution) {
+	path := LogPath(s.root, a)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.files[path]; f != nil {
+		_ = f.w.Close()
+		delete(s.files, path)
+	}
+}
+
+// Close implements Sink.
+func (s *FileSink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for p, f := range s.files {
+		if err := f.w.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("failed to close %s: %w", p, err))
+		}
+		delete(s.files, p)
+	}
+	return errors.Join(errs...)
+}
+
+// mkdirAll creates dir (below root) with the sink's mode. The sink root is
+// node config; the pod directory below it is an escaped name, so this never
+// creates anything outside root.
+func mkdirAll(root, dir string) error {
+	if err := os.MkdirAll(root, dirMode); err != nil {
+		return fmt.Errorf("failed to create denial sink %s: %w", root, err)
+	}
+	if err := os.Mkdir(dir, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("failed to create denial sink %s: %w", dir, err)
+	}
+	return nil
+}
+
+// openLogFile opens path for appending. O_NOFOLLOW: a symlink planted in the
+// sink (by whoever could write there) must not redirect root's writes.
+func openLogFile(path string) (logWriter, int64, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, fileMode)
+	if err != nil {
+		return nil, 0, fmt.Errorf("failed to open %s: %w", path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, 0, fmt.Errorf("failed to stat %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		_ = f.Close()
+		return nil, 0, fmt.Errorf("%s is not a regular file", path)
+	}
+	return f, st.Size(), nil
+}

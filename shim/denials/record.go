@@ -1,0 +1,125 @@
+package denials
+
+import (
+	"strconv"
+	"time"
+)
+
+// Modes a container is registered with. They decide how a notified syscall is
+// answered: enforce fails it with EPERM, complain lets it run.
+const (
+	ModeEnforce  = "enforce"
+	ModeComplain = "complain"
+)
+
+// Actions a record reports: what the workload experienced.
+const (
+	ActionDenied  = "denied"
+	ActionAllowed = "allowed"
+)
+
+// TypeGap marks a record that stands for records that were lost (queue full,
+// sink failing). Denial records have an empty Type.
+const TypeGap = "gap"
+
+// Attribution is who a container is, as the shim knows it when the container
+// is created. It is copied into every record so a record is self-contained:
+// readers never need the shim (which may be gone) to interpret it.
+type Attribution struct {
+	// Namespace is the Kubernetes namespace, or the containerd namespace for
+	// containers that do not come from Kubernetes.
+	Namespace string
+	// Pod is the pod name, or the container ID for standalone containers.
+	Pod string
+	// PodUID is the pod UID, or the container ID for standalone containers.
+	PodUID string
+	// Container is the container's name in its pod.
+	Container string
+	// Image is the image reference the container was created from.
+	Image string
+}
+
+// Record is one line of the JSON-lines sink: a denied (or, in complain mode,
+// would-be-denied) syscall, an aggregate of repeats of it, or a gap.
+type Record struct {
+	// Type is "" for denials and TypeGap for gap records.
+	Type string `json:"type,omitempty"`
+	// Time is when the syscall was made; for an aggregate, the last repeat;
+	// for a gap, when the loss was reported.
+	Time time.Time `json:"time"`
+	// Since is the start of the window an aggregate folds (aggregates only).
+	Since time.Time `json:"since,omitzero"`
+
+	Node        string `json:"node"`
+	Namespace   string `json:"namespace"`
+	Pod         string `json:"pod"`
+	PodUID      string `json:"pod_uid"`
+	Container   string `json:"container"`
+	ContainerID string `json:"container_id"`
+	Image       string `json:"image,omitempty"`
+
+	// Pid is the thread that made the syscall, as seen from the shim's pid
+	// namespace (the host's, normally).
+	Pid int `json:"pid,omitempty"`
+	// Comm and Exe are read from /proc while the syscall is still blocked, and
+	// left empty if the notification was no longer valid afterwards (the
+	// process died and the pid may already name someone else).
+	Comm string `json:"comm,omitempty"`
+	Exe  string `json:"exe,omitempty"`
+
+	Syscall   string   `json:"syscall,omitempty"`
+	SyscallNr int      `json:"syscall_nr,omitempty"`
+	Arch      string   `json:"arch,omitempty"`
+	Args      []string `json:"args,omitempty"`
+
+	// Action is what the workload got: ActionDenied or ActionAllowed.
+	Action string `json:"action,omitempty"`
+	// Errno is the error the syscall returned ("EPERM"), "" when allowed.
+	Errno   string `json:"errno,omitempty"`
+	Mode    string `json:"mode,omitempty"`
+	Profile string `json:"profile,omitempty"`
+
+	// Seq numbers the records of one container as the agent produced them.
+	// A record lost to a full queue still used its number, so readers can
+	// see where a gap belongs.
+	Seq uint64 `json:"seq,omitempty"`
+	// Count is how many syscalls this record stands for: 1 for a first
+	// occurrence, the number of repeats for an aggregate.
+	Count uint64 `json:"count,omitempty"`
+	// Dropped is, for a gap record, how many syscalls the lost records stood
+	// for (the sum of their counts).
+	Dropped uint64 `json:"dropped,omitempty"`
+}
+
+// setAttribution copies the container identity into r.
+func (r *Record) setAttribution(node, containerID string, a Attribution) {
+	r.Node = node
+	r.ContainerID = containerID
+	r.Namespace = a.Namespace
+	r.Pod = a.Pod
+	r.PodUID = a.PodUID
+	r.Container = a.Container
+	r.Image = a.Image
+}
+
+// attribution recovers the identity a record carries; gap records reuse it.
+func (r *Record) attribution() Attribution {
+	return Attribution{Namespace: r.Namespace, Pod: r.Pod, PodUID: r.PodUID, Container: r.Container, Image: r.Image}
+}
+
+// gapRecord is the record written in place of dropped records of one container.
+func gapRecord(from *Record, dropped uint64, now time.Time) *Record {
+	g := &Record{Type: TypeGap, Time: now, Dropped: dropped, Mode: from.Mode, Profile: from.Profile}
+	g.setAttribution(from.Node, from.ContainerID, from.attribution())
+	return g
+}
+
+// hexArgs renders syscall arguments the way strace and audit do, as hex:
+// they are mostly flags and pointers, which read better in hex.
+func hexArgs(args [6]uint64) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = "0x" + strconv.FormatUint(a, 16)
+	}
+	return out
+}

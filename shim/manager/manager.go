@@ -1,0 +1,198 @@
+// Package manager implements the shim binary's lifecycle commands for
+// containerd: start (launch or reuse the pod's shim), delete (clean up after a
+// dead shim from on-disk state alone) and -info (runtime features).
+package manager
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/containerd/v2/defaults"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/shim"
+	"github.com/containerd/log"
+	"github.com/containerd/typeurl/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/stockade-dev/stockade/hooks"
+	"github.com/stockade-dev/stockade/shim/container"
+	"github.com/stockade-dev/stockade/shim/task"
+	"github.com/stockade-dev/stockade/version"
+)
+
+// RuntimeName is the containerd runtime type stockade implements.
+const RuntimeName = "io.containerd.stockade.v1"
+
+// groupAnnotations decide which containers share a shim: one shim per pod,
+// keyed by the CRI sandbox ID; other containers get a shim each.
+var groupAnnotations = []string{
+	"io.containerd.runc.v2.group",
+	hooks.AnnotationSandboxID,
+}
+
+// New returns the shim manager.
+func New() shim.Shim { return manager{} }
+
+type manager struct{}
+
+func (manager) Name() string { return RuntimeName }
+
+// Start launches the shim server for this container's pod, or returns the
+// address of the one already serving the pod.
+func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ *bootapi.BootstrapResult, retErr error) {
+	res := &bootapi.BootstrapResult{Version: 3, Protocol: "ttrpc"}
+	id := params.GetInstanceID()
+	group := id
+	if a, err := readAnnotations("config.json"); err == nil {
+		for _, k := range groupAnnotations {
+			if v := a[k]; v != "" {
+				group = v
+				break
+			}
+		}
+	}
+	socketDir := params.GetSocketDir()
+	if socketDir == "" {
+		socketDir = filepath.Join(defaults.DefaultStateDir, "s")
+	}
+	address, err := shim.CreateSocketAddress(ctx, socketDir, params.GetContainerdGrpcAddress(), group, false)
+	if err != nil {
+		return nil, err
+	}
+	// A filesystem socket, mode 0600 (never abstract: CVE-2020-15257).
+	l, err := shim.NewSocket(address)
+	if err != nil {
+		if !shim.SocketEaddrinuse(err) {
+			return nil, fmt.Errorf("create shim socket: %w", err)
+		}
+		if shim.CanConnect(address) {
+			// The pod's shim is running: it serves this container too.
+			res.Address = address
+			return res, nil
+		}
+		if err := shim.RemoveSocket(address); err != nil {
+			return nil, fmt.Errorf("remove stale shim socket: %w", err)
+		}
+		if l, err = shim.NewSocket(address); err != nil {
+			return nil, fmt.Errorf("create shim socket: %w", err)
+		}
+	}
+	defer func() {
+		if retErr != nil {
+			l.Close()
+			_ = shim.RemoveSocket(address)
+		}
+	}()
+	f, err := l.File()
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+
+	cmd, err := serverCommand(ctx, id, params)
+	if err != nil {
+		return nil, err
+	}
+	cmd.ExtraFiles = []*os.File{f}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start shim server: %w", err)
+	}
+	go func() { _ = cmd.Wait() }()
+	defer func() {
+		if retErr != nil {
+			_ = cmd.Process.Kill()
+		}
+	}()
+	if err := shim.AdjustOOMScore(cmd.Process.Pid); err != nil {
+		return nil, fmt.Errorf("adjust shim oom score: %w", err)
+	}
+	res.Address = address
+	return res, nil
+}
+
+func serverCommand(ctx context.Context, id string, params *bootapi.BootstrapParams) (*exec.Cmd, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-namespace", ns, "-id", id, "-address", params.GetContainerdGrpcAddress()}
+	if params.GetLogLevel() <= bootapi.LogLevel_LOG_LEVEL_DEBUG {
+		args = append(args, "-debug")
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Dir = cwd
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=2")
+	// Its own process group: signals to containerd's group do not reach it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd, nil
+}
+
+func readAnnotations(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var s struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.NewDecoder(io.LimitReader(f, 16<<20)).Decode(&s); err != nil {
+		return nil, err
+	}
+	return s.Annotations, nil
+}
+
+// Stop cleans up a container whose shim is gone ("shim delete"), from the
+// bundle (cwd is the bundle's sibling) and libcontainer's state alone.
+func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return shim.StopStatus{}, err
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return shim.StopStatus{}, err
+	}
+	bundle := filepath.Join(filepath.Dir(cwd), id)
+	pid, err := container.Cleanup(ctx, task.StateRoot(ns), id, bundle)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("container_id", id).Warn("cleanup")
+	}
+	task.CleanupDead(ctx, ns, id, bundle)
+	return shim.StopStatus{
+		ExitedAt:   time.Now(),
+		ExitStatus: 128 + int(unix.SIGKILL),
+		Pid:        pid,
+	}, nil
+}
+
+// Info reports the runtime's version and OCI features.
+func (m manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeInfo, error) {
+	info := &types.RuntimeInfo{
+		Name:    m.Name(),
+		Version: &types.RuntimeVersion{Version: version.Version, Revision: version.Revision},
+	}
+	feat, err := typeurl.MarshalAnyToProto(container.Features())
+	if err != nil {
+		return nil, fmt.Errorf("marshal features: %w", err)
+	}
+	info.Features = feat
+	return info, nil
+}
