@@ -1,0 +1,190 @@
+package task
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
+
+	"github.com/stockade-dev/stockade/integration/harness"
+)
+
+// safeBuffer is a bytes.Buffer that the stdio copy goroutines may write
+// while the test reads.
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var idSeq struct {
+	sync.Mutex
+	n int
+}
+
+// newID returns a container ID unique to this test run.
+func newID(t testing.TB) string {
+	idSeq.Lock()
+	defer idSeq.Unlock()
+	idSeq.n++
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	return fmt.Sprintf("%s-%d-%d", name, os.Getpid(), idSeq.n)
+}
+
+// newContainer creates a busybox container running args with the runtime under test.
+func newContainer(t testing.TB, env *harness.Env, id string, args []string, opts ...oci.SpecOpts) client.Container {
+	t.Helper()
+	ctx := env.Context()
+	img, err := env.Client.GetImage(ctx, harness.BusyboxImage)
+	if err != nil {
+		t.Fatalf("get image: %v", err)
+	}
+	specOpts := append([]oci.SpecOpts{oci.WithImageConfig(img), oci.WithProcessArgs(args...)}, opts...)
+	c, err := env.Client.NewContainer(ctx, id,
+		client.WithImage(img),
+		client.WithNewSnapshot(id+"-snap", img),
+		env.NewContainerOpts(),
+		client.WithNewSpec(specOpts...),
+	)
+	if err != nil {
+		t.Fatalf("new container %s: %v", id, err)
+	}
+	t.Cleanup(func() { cleanupContainer(env, c) })
+	return c
+}
+
+// cleanupContainer removes a container and its task whatever state they are in.
+func cleanupContainer(env *harness.Env, c client.Container) {
+	ctx, cancel := context.WithTimeout(env.Context(), 30*time.Second)
+	defer cancel()
+	if task, err := c.Task(ctx, nil); err == nil {
+		_, _ = task.Delete(ctx, client.WithProcessKill)
+	}
+	_ = c.Delete(ctx, client.WithSnapshotCleanup)
+}
+
+// run starts a task, waits for it and returns its exit code and stdout.
+func run(t testing.TB, env *harness.Env, c client.Container) (uint32, string) {
+	t.Helper()
+	ctx := env.Context()
+	var out safeBuffer
+	task, err := c.NewTask(ctx, env.NewIO(nil, &out, &out))
+	if err != nil {
+		t.Fatalf("new task: %v", err)
+	}
+	statusC, err := task.Wait(ctx)
+	if err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	if err := task.Start(ctx); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	var st client.ExitStatus
+	select {
+	case st = <-statusC:
+	case <-time.After(60 * time.Second):
+		t.Fatal("task did not exit within 60s")
+	}
+	if _, err := task.Delete(ctx); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	return st.ExitCode(), out.String()
+}
+
+// startLong starts a long-running task (sleep) and returns it.
+func startLong(t testing.TB, env *harness.Env, opts ...oci.SpecOpts) (client.Container, client.Task) {
+	t.Helper()
+	c := newContainer(t, env, newID(t), []string{"sleep", "3600"}, opts...)
+	task, err := c.NewTask(env.Context(), cio.NullIO)
+	if err != nil {
+		t.Fatalf("new task: %v", err)
+	}
+	if err := task.Start(env.Context()); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	return c, task
+}
+
+// assertNoLeaks checks that nothing of container id is left on the host:
+// no mount, no cgroup, no runtime state directory, no process.
+func assertNoLeaks(t testing.TB, env *harness.Env, id string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		leaks := findLeaks(env, id)
+		if len(leaks) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s left behind: %s", id, strings.Join(leaks, "; "))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func findLeaks(env *harness.Env, id string) []string {
+	var leaks []string
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(mi))
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) > 4 && strings.Contains(f[4], "/"+id+"/") {
+				leaks = append(leaks, "mount "+f[4])
+			}
+		}
+	}
+	cg, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", harness.Namespace, id))
+	if u, err := os.Stat(filepath.Join("/sys/fs/cgroup/unified", harness.Namespace, id)); err == nil && u.IsDir() {
+		cg = append(cg, "unified")
+	}
+	for _, d := range cg {
+		leaks = append(leaks, "cgroup "+d)
+	}
+	state := filepath.Join("/run/stockade", harness.Namespace, id)
+	if env.Handler == harness.HandlerRunc {
+		state = filepath.Join(env.RuncRoot(), harness.Namespace, id)
+	}
+	if _, err := os.Stat(state); err == nil {
+		leaks = append(leaks, "state "+state)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cgroup")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(b, []byte("/"+harness.Namespace+"/"+id+"\n")) {
+			leaks = append(leaks, "process "+filepath.Base(filepath.Dir(p)))
+		}
+	}
+	return leaks
+}
+
+// stockadeOnly skips tests of promises stockade makes beyond containerd's
+// contract (error kinds, its own socket), which runc's shim does not make.
+func stockadeOnly(t testing.TB, env *harness.Env) {
+	t.Helper()
+	if env.Handler != harness.HandlerStockade {
+		t.Skipf("tests stockade's own contract; runtime under test is %s", env.Runtime)
+	}
+}
