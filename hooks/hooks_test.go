@@ -1,0 +1,96 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+type fakeStep struct {
+	name   string
+	fail   bool
+	log    *[]string
+	undone *[]string
+}
+
+func (f fakeStep) Name() string { return f.name }
+
+func (f fakeStep) Apply(ctx context.Context, c *Container) (Undo, error) {
+	*f.log = append(*f.log, f.name)
+	if f.fail {
+		return nil, errors.New("boom")
+	}
+	return func(context.Context) error { *f.undone = append(*f.undone, f.name); return nil }, nil
+}
+
+func TestPipelineRollsBackInReverse(t *testing.T) {
+	var ran, undone []string
+	p := Pipeline{
+		fakeStep{name: "a", log: &ran, undone: &undone},
+		fakeStep{name: "b", log: &ran, undone: &undone},
+		fakeStep{name: "c", fail: true, log: &ran, undone: &undone},
+		fakeStep{name: "d", log: &ran, undone: &undone},
+	}
+	_, err := p.Apply(context.Background(), &Container{})
+	if err == nil || !strings.HasPrefix(err.Error(), "c: ") {
+		t.Fatalf("error %v does not name the failing step", err)
+	}
+	if strings.Join(ran, "") != "abc" || strings.Join(undone, "") != "ba" {
+		t.Errorf("ran %v, undone %v; want abc and ba", ran, undone)
+	}
+
+	ran, undone = nil, nil
+	undo, err := p[:2].Apply(context.Background(), &Container{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := undo(context.Background()); err != nil || strings.Join(undone, "") != "ba" {
+		t.Errorf("undo: %v %v", undone, err)
+	}
+	// Undo is safe to call twice.
+	_ = undo(context.Background())
+	if len(undone) != 2 {
+		t.Errorf("second undo ran steps again: %v", undone)
+	}
+}
+
+func TestParseAnnotations(t *testing.T) {
+	a, err := ParseAnnotations(map[string]string{
+		"io.kubernetes.cri.sandbox-id": "x",
+		AnnotationSeccompMode:          "complain",
+	})
+	if err != nil || a.SeccompMode != "complain" {
+		t.Fatalf("%+v %v", a, err)
+	}
+	for _, kv := range [][2]string{
+		{"stockade.dev/bogus", "x"},
+		{AnnotationSeccompMode, "nonsense"},
+		{AnnotationSeccompProfile, "../etc/passwd"},
+		{AnnotationSeccompProfile, strings.Repeat("a", 300)},
+	} {
+		k, v := kv[0], kv[1]
+		_, err := ParseAnnotations(map[string]string{k: v})
+		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), k) {
+			t.Errorf("%s=%q: %v; want InvalidArgument naming the key", k, v, err)
+		}
+	}
+}
+
+func TestPodFromSpec(t *testing.T) {
+	p := PodFromSpec("abc", &specs.Spec{})
+	if p.Kubernetes || !p.Sandbox || p.SandboxID != "abc" {
+		t.Errorf("standalone container: %+v", p)
+	}
+	p = PodFromSpec("c1", &specs.Spec{Annotations: map[string]string{
+		AnnotationContainerType: ContainerTypeContainer, AnnotationSandboxID: "s1",
+		AnnotationSandboxNamespace: "team", AnnotationSandboxName: "web", AnnotationSandboxUID: "u1",
+		AnnotationContainerName: "nginx", AnnotationImageName: "nginx:1",
+	}})
+	if !p.Kubernetes || p.Sandbox || p.SandboxID != "s1" || p.Namespace != "team" || p.Name != "web" || p.Container != "nginx" {
+		t.Errorf("pod container: %+v", p)
+	}
+}
