@@ -1,0 +1,431 @@
+package userns
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func testPool(ranges int) Pool {
+	return Pool{Start: 1 << 31, Size: uint32(ranges) * RangeSize, Source: "test"}
+}
+
+func newAlloc(t *testing.T, dir string, ranges int) *Allocator {
+	t.Helper()
+	a, err := NewAllocator(dir, testPool(ranges))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func me(t *testing.T) Owner {
+	t.Helper()
+	o, err := CurrentOwner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// assertDisjoint fails if any two leases overlap or leave the pool grid.
+func assertDisjoint(t *testing.T, p Pool, rs map[string]Range) {
+	t.Helper()
+	keys := make([]string, 0, len(rs))
+	for k := range rs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, a := range keys {
+		r := rs[a]
+		if r.Size != RangeSize || r.Start < p.Start || r.End() > p.End() || (r.Start-p.Start)%RangeSize != 0 {
+			t.Errorf("%s: range %v off the pool grid", a, r)
+		}
+		for _, b := range keys[i+1:] {
+			if r.Overlaps(rs[b]) {
+				t.Errorf("%s %v overlaps %s %v", a, r, b, rs[b])
+			}
+		}
+	}
+}
+
+func TestAllocateLowestFirstAndIdempotent(t *testing.T) {
+	a := newAlloc(t, t.TempDir(), 4)
+	o := me(t)
+	for i := range 3 {
+		r, err := a.Allocate(fmt.Sprintf("pod-%d", i), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := uint32(1<<31 + i*RangeSize); r.Start != want || r.Size != RangeSize {
+			t.Fatalf("pod-%d got %v, want start %d", i, r, want)
+		}
+	}
+	again, err := a.Allocate("pod-1", o)
+	if err != nil || again.Start != 1<<31+RangeSize {
+		t.Fatalf("re-allocate pod-1 = %v, %v", again, err)
+	}
+	l, err := a.Lookup("pod-1")
+	if err != nil || l.Range != again || l.Owner != o || l.Key != "pod-1" || l.Created.IsZero() {
+		t.Fatalf("Lookup = %+v, %v", l, err)
+	}
+}
+
+func TestAllocateTakesOverOwner(t *testing.T) {
+	a := newAlloc(t, t.TempDir(), 2)
+	dead := Owner{Pid: 1 << 30, StartTime: 1}
+	r1, err := a.Allocate("pod", dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := me(t)
+	r2, err := a.Allocate("pod", o)
+	if err != nil || r1 != r2 {
+		t.Fatalf("re-allocate = %v, %v; want %v", r2, err, r1)
+	}
+	if l, _ := a.Lookup("pod"); l.Owner != o {
+		t.Fatalf("owner not taken over: %+v", l.Owner)
+	}
+}
+
+func TestPersistenceAcrossAllocators(t *testing.T) {
+	dir := t.TempDir()
+	o := me(t)
+	r, err := newAlloc(t, dir, 4).Allocate("sandbox-a", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A restarted shim opens the same directory.
+	b := newAlloc(t, dir, 4)
+	l, err := b.Lookup("sandbox-a")
+	if err != nil || l.Range != r {
+		t.Fatalf("Lookup after restart = %+v, %v", l, err)
+	}
+	if got, _ := b.Allocate("sandbox-a", o); got != r {
+		t.Fatalf("same key after restart got %v, want %v", got, r)
+	}
+	if got, _ := b.Allocate("sandbox-b", o); got.Overlaps(r) {
+		t.Fatalf("new key got %v overlapping %v", got, r)
+	}
+}
+
+func TestPoolChangeKeepsOldLeases(t *testing.T) {
+	dir := t.TempDir()
+	o := me(t)
+	old, err := newAlloc(t, dir, 4).Allocate("old", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A new pool, shifted by half a range, overlapping the old lease.
+	p := Pool{Start: 1<<31 - RangeSize/2, Size: 4 * RangeSize, Source: "shifted"}
+	b, err := NewAllocator(dir, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Range{"old": old}
+	for i := range 2 {
+		k := fmt.Sprintf("new-%d", i)
+		if got[k], err = b.Allocate(k, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, r := range got {
+		if k != "old" && r.Overlaps(old) {
+			t.Errorf("%s %v overlaps the old lease %v", k, r, old)
+		}
+	}
+	// Slots 0 and 1 of the shifted grid touch the old lease: only 2 were free.
+	if _, err := b.Allocate("one-too-many", o); !errors.Is(err, ErrPoolExhausted) {
+		t.Fatalf("want exhaustion, got %v", err)
+	}
+}
+
+func TestReleaseAndReuse(t *testing.T) {
+	a := newAlloc(t, t.TempDir(), 2)
+	o := me(t)
+	r0, _ := a.Allocate("a", o)
+	if _, err := a.Allocate("b", o); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Release("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Release("a"); err != nil {
+		t.Fatalf("second release: %v", err)
+	}
+	if _, err := a.Lookup("a"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Lookup after release = %v, want ErrNotFound", err)
+	}
+	if r, err := a.Allocate("c", o); err != nil || r != r0 {
+		t.Fatalf("freed range not reused: %v, %v", r, err)
+	}
+}
+
+func TestExhaustion(t *testing.T) {
+	dir := t.TempDir()
+	a := newAlloc(t, dir, 3)
+	o := me(t)
+	for i := range 3 {
+		if _, err := a.Allocate(fmt.Sprintf("p%d", i), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := a.Allocate("p3", o)
+	if !errors.Is(err, ErrPoolExhausted) || !strings.Contains(err.Error(), "(test)") ||
+		!strings.Contains(err.Error(), "all 3 ranges") {
+		t.Fatalf("Allocate on a full pool = %v", err)
+	}
+	var marker interface{ ResourceExhausted() }
+	if !errors.As(err, &marker) {
+		t.Fatal("exhaustion error lacks errdefs' ResourceExhausted marker")
+	}
+	// Nothing half-allocated.
+	ents, _ := os.ReadDir(filepath.Join(dir, "leases"))
+	if len(ents) != 3 {
+		t.Fatalf("lease dir holds %d files after failed allocation", len(ents))
+	}
+	if _, err := a.Lookup("p3"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("failed key has a lease: %v", err)
+	}
+}
+
+func TestReclaim(t *testing.T) {
+	dir := t.TempDir()
+	a := newAlloc(t, dir, 4)
+	live := me(t)
+	dead := Owner{Pid: live.Pid, StartTime: live.StartTime + 1, BootID: live.BootID} // reused pid
+	if _, err := a.Allocate("live", live); err != nil {
+		t.Fatal(err)
+	}
+	deadRange, err := a.Allocate("dead", dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A writer that crashed between create and rename.
+	tmp := filepath.Join(dir, "leases", ".dead.123.tmp")
+	if err := os.WriteFile(tmp, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	released, err := a.Reclaim(OwnerAlive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(released) != 1 || released[0].Key != "dead" || released[0].Range != deadRange {
+		t.Fatalf("released %+v", released)
+	}
+	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
+		t.Errorf("stale tmp file survived: %v", err)
+	}
+	leases, _ := a.Leases()
+	if len(leases) != 1 || leases[0].Key != "live" {
+		t.Fatalf("leases after reclaim: %+v", leases)
+	}
+	if r, _ := a.Allocate("next", live); r != deadRange {
+		t.Fatalf("reclaimed range not reused: %v", r)
+	}
+}
+
+func TestCorruptLease(t *testing.T) {
+	dir := t.TempDir()
+	a := newAlloc(t, dir, 4)
+	o := me(t)
+	if _, err := a.Allocate("ok", Owner{Pid: 1 << 30, StartTime: 1}); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "leases", "bad.json")
+	for _, content := range []string{"{not json", `{"version":1,"key":"other","start":1,"size":1}`, `{"version":9,"key":"bad"}`} {
+		if err := os.WriteFile(bad, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// Allocation refuses to guess which IDs the unreadable lease covers.
+		_, err := a.Allocate("new", o)
+		var marker interface{ FailedPrecondition() }
+		if !errors.Is(err, ErrCorruptState) || !errors.As(err, &marker) || !strings.Contains(err.Error(), bad) {
+			t.Fatalf("Allocate with %q = %v", content, err)
+		}
+	}
+	// Reclaim still frees what it can and reports the rest.
+	released, err := a.Reclaim(OwnerAlive)
+	if !errors.Is(err, ErrCorruptState) || len(released) != 1 || released[0].Key != "ok" {
+		t.Fatalf("Reclaim = %+v, %v", released, err)
+	}
+}
+
+func TestInvalidInput(t *testing.T) {
+	a := newAlloc(t, t.TempDir(), 1)
+	o := me(t)
+	for _, k := range []string{"", ".hidden", "-x", "a/b", "../x", "lock json", strings.Repeat("a", maxKeyLen+1)} {
+		if _, err := a.Allocate(k, o); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Allocate(%q) = %v, want ErrInvalid", k, err)
+		}
+		if _, err := a.Lookup(k); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Lookup(%q) = %v, want ErrInvalid", k, err)
+		}
+	}
+	if _, err := a.Allocate("k", Owner{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Allocate without owner = %v", err)
+	}
+	if _, err := NewAllocator("relative", testPool(1)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("relative dir: %v", err)
+	}
+	if _, err := NewAllocator(t.TempDir(), Pool{Start: 0, Size: RangeSize}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("pool over host IDs: %v", err)
+	}
+}
+
+func TestFreeSkipsMisalignedLeases(t *testing.T) {
+	a := &Allocator{pool: testPool(4)}
+	base := uint32(1 << 31)
+	got, ok := a.free([]Lease{
+		{Range: Range{Start: base + 10, Size: 5}},                        // slot 0
+		{Range: Range{Start: base + RangeSize - 1, Size: RangeSize + 2}}, // slots 0,1,2
+	})
+	if !ok || got.Start != base+3*RangeSize {
+		t.Fatalf("free = %v %v, want slot 3", got, ok)
+	}
+	got, ok = a.free([]Lease{{Range: Range{Start: base - RangeSize, Size: RangeSize}}}) // outside, below
+	if !ok || got.Start != base {
+		t.Fatalf("free = %v %v, want slot 0", got, ok)
+	}
+}
+
+func TestConcurrentGoroutines(t *testing.T) {
+	const n = 64
+	dir := t.TempDir()
+	o := me(t)
+	var (
+		mu  sync.Mutex
+		got = map[string]Range{}
+		wg  sync.WaitGroup
+	)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Separate allocators on one directory behave like separate shims.
+			a, err := NewAllocator(dir, testPool(n))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			key := fmt.Sprintf("pod-%d", i/2) // pairs race for the same key
+			r, err := a.Allocate(key, o)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if prev, ok := got[key]; ok && prev != r {
+				t.Errorf("%s got %v and %v", key, prev, r)
+			}
+			got[key] = r
+		}()
+	}
+	wg.Wait()
+	if len(got) != n/2 {
+		t.Fatalf("%d keys allocated", len(got))
+	}
+	assertDisjoint(t, testPool(n), got)
+}
+
+// helperEnv makes the test binary act as one competing shim process.
+const helperEnv = "STOCKADE_USERNS_ALLOC_HELPER"
+
+func TestAllocatorHelperProcess(t *testing.T) {
+	spec := os.Getenv(helperEnv)
+	if spec == "" {
+		t.Skip("helper process for TestConcurrentProcesses")
+	}
+	// spec is "dir:prefix:count:ranges".
+	f := strings.Split(spec, ":")
+	count, _ := strconv.Atoi(f[2])
+	ranges, _ := strconv.Atoi(f[3])
+	a, err := NewAllocator(f[0], testPool(ranges))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := me(t)
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	for i := range count {
+		key := fmt.Sprintf("%s-%d", f[1], i)
+		if i%5 == 0 {
+			key = fmt.Sprintf("shared-%d", i) // every process also races for shared keys
+		}
+		r, err := a.Allocate(key, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(map[string]any{"key": key, "range": r})
+		fmt.Fprintf(out, "LEASE %s\n", b)
+	}
+}
+
+func TestConcurrentProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	const procs, perProc = 6, 25
+	dir := t.TempDir()
+	ranges := procs * perProc
+	cmds := make([]*exec.Cmd, procs)
+	outs := make([]*strings.Builder, procs)
+	for i := range procs {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestAllocatorHelperProcess$", "-test.count=1")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s:proc%d:%d:%d", helperEnv, dir, i, perProc, ranges))
+		outs[i] = &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = outs[i], outs[i]
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds[i] = cmd
+	}
+	got := map[string]Range{}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("helper %d: %v\n%s", i, err, outs[i])
+		}
+		for _, line := range strings.Split(outs[i].String(), "\n") {
+			js, ok := strings.CutPrefix(line, "LEASE ")
+			if !ok {
+				continue
+			}
+			var l struct {
+				Key   string
+				Range Range
+			}
+			if err := json.Unmarshal([]byte(js), &l); err != nil {
+				t.Fatal(err)
+			}
+			if prev, ok := got[l.Key]; ok && prev != l.Range {
+				t.Errorf("%s: one process got %v, another %v", l.Key, prev, l.Range)
+			}
+			got[l.Key] = l.Range
+		}
+	}
+	// 20 private keys per process plus 5 shared ones.
+	if want := procs*(perProc-perProc/5) + perProc/5; len(got) != want {
+		t.Fatalf("%d distinct keys, want %d", len(got), want)
+	}
+	assertDisjoint(t, testPool(ranges), got)
+
+	leases, err := newAlloc(t, dir, ranges).Leases()
+	if err != nil || len(leases) != len(got) {
+		t.Fatalf("on disk: %d leases, %v", len(leases), err)
+	}
+	for _, l := range leases {
+		if got[l.Key] != l.Range {
+			t.Errorf("%s on disk %v, reported %v", l.Key, l.Range, got[l.Key])
+		}
+	}
+}
