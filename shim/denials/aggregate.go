@@ -45,6 +45,19 @@ func newAggregator(w time.Duration) *aggregator {
 	return &aggregator{window: w, wins: make(map[aggKey]*window)}
 }
 
+// folds reports whether an occurrence at now would be folded into an open
+// window. It is a hint taken before the syscall is answered (to skip /proc
+// for repeats); observe, after the answer, has the final word.
+func (g *aggregator) folds(k aggKey, now time.Time) bool {
+	if g.window <= 0 {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	w := g.wins[k]
+	return w != nil && (w.count > 0 || now.Before(w.end))
+}
+
 // observe accounts one occurrence. It returns true when the occurrence opens
 // a window: the caller must then emit it as a record and hand it over with
 // setTemplate. Otherwise it has been folded into the open window.

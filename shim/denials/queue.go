@@ -41,7 +41,10 @@ type pipeline struct {
 	closed  bool
 	seq     map[string]uint64
 	dropped map[string]*lost
-	signal  chan struct{}
+	// releases are containers whose sink resources can go once the
+	// records queued before the release are out.
+	releases []Attribution
+	signal   chan struct{}
 
 	done     chan struct{}
 	finished chan struct{}
@@ -107,6 +110,33 @@ func (p *pipeline) forget(containerID string) {
 	p.mu.Unlock()
 }
 
+// release asks the sinks to free a container's resources once the queue
+// has drained past its records.
+func (p *pipeline) release(a Attribution) {
+	p.mu.Lock()
+	p.releases = append(p.releases, a)
+	p.mu.Unlock()
+	select {
+	case p.signal <- struct{}{}:
+	default:
+	}
+}
+
+// doReleases runs pending releases; called only with an empty queue.
+func (p *pipeline) doReleases() {
+	p.mu.Lock()
+	rel := p.releases
+	p.releases = nil
+	p.mu.Unlock()
+	for _, a := range rel {
+		for _, s := range p.sinks {
+			if r, ok := s.Sink.(Releaser); ok {
+				r.Release(a)
+			}
+		}
+	}
+}
+
 // close stops accepting records, delivers what is queued, writes the gaps
 // it can and closes the sinks.
 func (p *pipeline) close() {
@@ -150,6 +180,7 @@ func (p *pipeline) run() {
 		if len(p.q) == 0 {
 			p.takeDropped(nil)
 			p.writeGaps()
+			p.doReleases()
 		}
 	}
 }

@@ -2,19 +2,107 @@ package task
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/log"
 
 	"github.com/stockade-dev/stockade/config"
 	"github.com/stockade-dev/stockade/hooks"
+	"github.com/stockade-dev/stockade/profiles/userns"
 )
+
+// steps holds the pipeline steps the runtime talks to after Apply.
+type steps struct {
+	userns *hooks.UserNSStep
+}
 
 // buildPipeline assembles the hooks pipeline for a node config. The order is
 // the order of the data flow: user namespace first (later steps read the
 // mappings), then the profiles, and denial wiring last (it rewrites the
 // finished seccomp profile).
-func buildPipeline(ns string, c *config.Config) (hooks.Pipeline, []func(context.Context), error) {
-	return hooks.Pipeline{}, nil, nil
+func buildPipeline(ctx context.Context, ns string, c *config.Config) (hooks.Pipeline, steps, []func(context.Context), error) {
+	var st steps
+	u, err := hooks.NewUserNSStepFromConfig(c)
+	if err != nil {
+		return nil, st, nil, err
+	}
+	st.userns = u
+	// A shim killed with SIGKILL never released its pod's range; the next
+	// shim to start gives back every range whose pod is gone.
+	if _, err := u.Reclaim(ctx, podAlive); err != nil {
+		log.G(ctx).WithError(err).Warn("reclaim userns ranges")
+	}
+	return hooks.Pipeline{u}, st, nil, nil
 }
 
-func remapRootfs(ms []mount.Mount, res hooks.Result) []mount.Mount { return ms }
+// podAlive keeps a lease while its shim lives or libcontainer still has
+// state for the pod's sandbox: containers run on after a crashed shim, and
+// their range must not be handed to another pod.
+func podAlive(l userns.Lease) bool {
+	if userns.OwnerAlive(l) {
+		return true
+	}
+	m, _ := filepath.Glob(filepath.Join(StateRootBase, "*", l.Key, "state.json"))
+	return len(m) > 0
+}
+
+// remapRootfs idmaps the rootfs for a remapped container: containerd's
+// mount package idmaps each overlay lowerdir (or a bind) given uidmap= and
+// gidmap= options, in milliseconds and without a recursive chown. The
+// overlay upperdir itself is not idmapped, so only its top directory is
+// handed to the range's root, which lets the container's root write there.
+//
+// containerd only opens the bundle to a remapped root when the spec it wrote
+// had a user namespace; stockade adds the namespace later, so it does the
+// same here: group of the mapped root, mode 0710.
+func remapRootfs(bundle string, ms []mount.Mount, res hooks.Result) ([]mount.Mount, error) {
+	if len(res.UIDMap) == 0 || len(res.GIDMap) == 0 {
+		return ms, nil
+	}
+	opts := userns.RootfsMountOptions(res.UIDMap, res.GIDMap)
+	hostUID, _ := userns.ToHost(res.UIDMap, 0)
+	hostGID, _ := userns.ToHost(res.GIDMap, 0)
+	if err := os.Chown(bundle, -1, int(hostGID)); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", bundle, err)
+	}
+	if err := os.Chmod(bundle, 0o710); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", bundle, err)
+	}
+	out := make([]mount.Mount, 0, len(ms))
+	for _, m := range ms {
+		if hasIDMapOption(m.Options) {
+			out = append(out, m) // the snapshotter already mapped it
+			continue
+		}
+		switch m.Type {
+		case "overlay":
+			for _, o := range m.Options {
+				if dir, ok := strings.CutPrefix(o, "upperdir="); ok {
+					if err := os.Lchown(dir, int(hostUID), int(hostGID)); err != nil {
+						return nil, fmt.Errorf("rootfs upperdir %s: %w", dir, err)
+					}
+				}
+			}
+		case "bind", "rbind":
+		default:
+			out = append(out, m)
+			continue
+		}
+		m.Options = append(append([]string(nil), m.Options...), opts...)
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func hasIDMapOption(opts []string) bool {
+	for _, o := range opts {
+		if strings.HasPrefix(o, "uidmap=") || strings.HasPrefix(o, "gidmap=") {
+			return true
+		}
+	}
+	return false
+}

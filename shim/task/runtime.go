@@ -2,7 +2,9 @@ package task
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/stockade-dev/stockade/config"
@@ -35,6 +38,7 @@ type Runtime struct {
 	mu       sync.Mutex
 	node     *config.Config
 	pipeline hooks.Pipeline
+	steps    steps
 	closers  []func(context.Context)
 }
 
@@ -46,7 +50,7 @@ func (r *Runtime) StateRoot() string { return StateRoot(r.ns) }
 
 // nodeConfig loads the node config named by the runtime options, once per
 // shim: every container of a pod comes through the same runtime handler.
-func (r *Runtime) nodeConfig(opts *anypb.Any) (*config.Config, error) {
+func (r *Runtime) nodeConfig(ctx context.Context, opts *anypb.Any) (*config.Config, error) {
 	path, body, err := configSource(opts)
 	if err != nil {
 		return nil, err
@@ -69,11 +73,11 @@ func (r *Runtime) nodeConfig(opts *anypb.Any) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, closers, err := buildPipeline(r.ns, c)
+	p, st, closers, err := buildPipeline(ctx, r.ns, c)
 	if err != nil {
 		return nil, err
 	}
-	r.node, r.pipeline, r.closers = c, p, closers
+	r.node, r.pipeline, r.steps, r.closers = c, p, st, closers
 	return c, nil
 }
 
@@ -97,8 +101,11 @@ func configSource(opts *anypb.Any) (path, body string, err error) {
 
 // Intercept runs the hooks pipeline over one container's spec.
 func (r *Runtime) Intercept(ctx context.Context, id, bundle string, opts *anypb.Any, spec *specs.Spec, sandboxPid func(string) int) (*hooks.Container, hooks.Undo, error) {
-	node, err := r.nodeConfig(opts)
+	node, err := r.nodeConfig(ctx, opts)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := saveOptions(bundle, opts); err != nil {
 		return nil, nil, err
 	}
 	ann, err := hooks.ParseAnnotations(spec.Annotations)
@@ -132,12 +139,9 @@ func (r *Runtime) Intercept(ctx context.Context, id, bundle string, opts *anypb.
 // RemapRootfs asks containerd's mount package to idmap the rootfs layers
 // when the container runs in a remapped user namespace, so image files
 // appear owned by the container's root without a chown.
-func (r *Runtime) RemapRootfs(ms []mount.Mount, res hooks.Result) []mount.Mount {
-	return remapRootfs(ms, res)
+func (r *Runtime) RemapRootfs(bundle string, ms []mount.Mount, res hooks.Result) ([]mount.Mount, error) {
+	return remapRootfs(bundle, ms, res)
 }
-
-// Deleted is called after a container is deleted.
-func (r *Runtime) Deleted(ctx context.Context, id string, pod hooks.Pod) {}
 
 // Close releases the runtime's long-lived parts at shim shutdown.
 func (r *Runtime) Close(ctx context.Context) {
@@ -149,6 +153,67 @@ func (r *Runtime) Close(ctx context.Context) {
 	r.closers = nil
 }
 
-// CleanupDead releases what a dead shim held for container id (an ID range,
-// a denial socket) — called by "shim delete" after the container is gone.
-func CleanupDead(ctx context.Context, ns, id, bundle string) {}
+// optionsFile keeps a container's runtime options in its bundle, so that
+// "shim delete" after a dead shim finds the node config it ran under.
+const optionsFile = "stockade-options.pb"
+
+func saveOptions(bundle string, opts *anypb.Any) error {
+	if opts == nil {
+		return nil
+	}
+	data, err := proto.Marshal(opts)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(bundle, optionsFile), data, 0o600)
+}
+
+// CleanupDead releases what a dead shim held for container id (its pod's ID
+// range) — called by "shim delete" after the container itself is gone.
+func CleanupDead(ctx context.Context, ns, id, bundle string) {
+	var opts anypb.Any
+	if data, err := os.ReadFile(filepath.Join(bundle, optionsFile)); err == nil {
+		if err := proto.Unmarshal(data, &opts); err != nil {
+			log.G(ctx).WithError(err).WithField("container_id", id).Warn("read saved runtime options")
+		}
+	}
+	r := NewRuntime(ns)
+	node, err := r.nodeConfigOnly(&opts)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("container_id", id).Warn("node config for cleanup")
+		return
+	}
+	spec, err := readAnnotationsOnly(bundle)
+	if err != nil {
+		return
+	}
+	if pod := hooks.PodFromSpec(id, spec); pod.Sandbox {
+		if err := hooks.ReleaseUserNS(ctx, node, pod.SandboxID); err != nil {
+			log.G(ctx).WithError(err).WithField("container_id", id).Warn("release userns range")
+		}
+	}
+}
+
+// nodeConfigOnly loads the node config without building a pipeline.
+func (r *Runtime) nodeConfigOnly(opts *anypb.Any) (*config.Config, error) {
+	path, body, err := configSource(opts)
+	if err != nil {
+		return nil, err
+	}
+	if body != "" {
+		return config.Parse([]byte(body))
+	}
+	return config.Load(path, path != "")
+}
+
+func readAnnotationsOnly(bundle string) (*specs.Spec, error) {
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}

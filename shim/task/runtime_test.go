@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/containerd/api/types/runc/options"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 )
@@ -35,12 +35,12 @@ func TestConfigSource(t *testing.T) {
 
 func TestNodeConfigErrorsNameTheFile(t *testing.T) {
 	a, _ := typeurl.MarshalAnyToProto(&runtimeoptions.Options{ConfigPath: "/nonexistent/stockade.toml"})
-	_, err := NewRuntime("test").nodeConfig(a)
+	_, err := NewRuntime("test").nodeConfigOnly(a)
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/stockade.toml") {
 		t.Errorf("missing explicit config: %v", err)
 	}
 	a, _ = typeurl.MarshalAnyToProto(&runtimeoptions.Options{ConfigBody: []byte("[seccomp]\nmode = \"loud\"\n")})
-	_, err = NewRuntime("test").nodeConfig(a)
+	_, err = NewRuntime("test").nodeConfigOnly(a)
 	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "seccomp.mode") {
 		t.Errorf("bad config body: %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 
@@ -87,6 +88,11 @@ func NewService(ctx context.Context, publisher shim.Publisher, sd shutdown.Servi
 		containers: map[string]*entry{},
 		runtime:    NewRuntime(ns),
 	}
+	// containerd's idmapped-overlay support clones lowerdirs under a
+	// temporary directory; keep those under stockade's own state root.
+	if err := mount.SetTempMountLocation(filepath.Join(StateRootBase, "tmpmounts")); err != nil {
+		return nil, fmt.Errorf("temp mount location: %w", err)
+	}
 	go s.forward(ctx, publisher)
 	sd.RegisterCallback(func(ctx context.Context) error {
 		s.runtime.Close(ctx)
@@ -165,12 +171,16 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		}
 	}()
 
+	rootfs, err = s.runtime.RemapRootfs(r.Bundle, rootfs, hc.Result)
+	if err != nil {
+		return nil, err
+	}
 	c, err := container.Create(ctx, container.Config{
 		ID:        r.ID,
 		Namespace: s.ns,
 		Bundle:    r.Bundle,
 		Spec:      hc.Spec,
-		Rootfs:    s.runtime.RemapRootfs(rootfs, hc.Result),
+		Rootfs:    rootfs,
 		Stdio:     container.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
 		StateRoot: s.runtime.StateRoot(),
 		OnExit:    s.processExited,
@@ -280,7 +290,6 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *task
 			log.G(ctx).WithError(err).WithField("container_id", r.ID).Warn("release container resources")
 		}
 	}
-	s.runtime.Deleted(ctx, r.ID, e.pod)
 	s.mu.Lock()
 	delete(s.containers, r.ID)
 	s.mu.Unlock()

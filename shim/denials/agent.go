@@ -1,0 +1,363 @@
+package denials
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
+
+	"github.com/stockade-dev/stockade/config"
+)
+
+// DefaultSocketDir is where agent sockets go when the shim names none. It is
+// short on purpose: sun_path holds 107 bytes, which bundle paths overrun.
+const DefaultSocketDir = "/run/stockade/denials"
+
+// maxSocketPath is sizeof(sun_path) minus the terminating NUL.
+const maxSocketPath = 107
+
+// ErrClosed is returned by Register after Close.
+var ErrClosed = errors.New("denial agent closed")
+
+// SocketPath returns a listener path under dir that is unique per id (the
+// shim's ID, say) and short enough for a unix socket whatever id's length.
+func SocketPath(dir, id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return filepath.Join(dir, hex.EncodeToString(sum[:12])+".sock")
+}
+
+// Option configures an Agent.
+type Option func(*options)
+
+type options struct {
+	ctx        context.Context
+	socketPath string
+	sinks      []Sink
+	readProc   func(pid int) (comm, exe string)
+	now        func() time.Time
+}
+
+// WithContext sets the context whose logger (log.G) the agent uses.
+func WithContext(ctx context.Context) Option { return func(o *options) { o.ctx = ctx } }
+
+// WithSocketPath sets the listener socket path (libcontainer connects to it).
+func WithSocketPath(path string) Option { return func(o *options) { o.socketPath = path } }
+
+// WithSinks replaces the sinks the config would build (file, log, syslog,
+// socket) by the given ones.
+func WithSinks(s ...Sink) Option { return func(o *options) { o.sinks = s } }
+
+// registration is what the shim told the agent about one container.
+type registration struct {
+	id      string
+	attr    Attribution
+	mode    string
+	profile string
+}
+
+// Agent is the in-shim seccomp agent. libcontainer hands it one notify fd
+// per container process (init and every exec) over ListenerPath; the agent
+// answers each notified syscall according to the container's mode and turns
+// it into a record for the sinks.
+type Agent struct {
+	cfg  config.Denials
+	node string
+	ctx  context.Context
+	path string
+	ln   *net.UnixListener
+
+	agg   *aggregator
+	pipe  *pipeline
+	stats counters
+
+	readProc func(pid int) (comm, exe string)
+	now      func() time.Time
+
+	mu      sync.Mutex
+	closed  bool
+	regs    map[string]*registration
+	sources map[source]struct{}
+	serving sync.WaitGroup
+
+	stop     chan struct{}
+	loopsEnd sync.WaitGroup
+}
+
+// New starts an agent listening on a filesystem unix socket (mode 0600 in a
+// 0700 directory; never an abstract socket, which any process in the host
+// network namespace could reach). New does not look at cfg.Enabled: the
+// shim decides whether to run an agent at all.
+func New(cfg config.Denials, node string, opts ...Option) (*Agent, error) {
+	o := options{ctx: context.Background(), readProc: readProc, now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.socketPath == "" {
+		o.socketPath = SocketPath(DefaultSocketDir, strconv.Itoa(os.Getpid()))
+	}
+	if len(o.socketPath) > maxSocketPath {
+		return nil, fmt.Errorf("denial agent socket %s: longer than %d bytes", o.socketPath, maxSocketPath)
+	}
+	if cfg.QueueSize < 1 {
+		cfg.QueueSize = config.DefaultDenialsQueueSize
+	}
+	sinks := o.sinks
+	if sinks == nil {
+		sinks = []Sink{NewFileSink(cfg.Dir, cfg.MaxFileBytes, cfg.MaxFiles), NewLogSink(o.ctx)}
+		if cfg.Syslog {
+			sinks = append(sinks, NewSyslogSink())
+		}
+		if cfg.Socket != "" {
+			sinks = append(sinks, NewDatagramSink(cfg.Socket))
+		}
+	}
+	ln, err := listen(o.socketPath)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg:      cfg,
+		node:     node,
+		ctx:      o.ctx,
+		path:     o.socketPath,
+		ln:       ln,
+		agg:      newAggregator(cfg.Window()),
+		readProc: o.readProc,
+		now:      o.now,
+		regs:     make(map[string]*registration),
+		sources:  make(map[source]struct{}),
+		stop:     make(chan struct{}),
+	}
+	a.pipe = newPipeline(o.ctx, cfg.QueueSize, sinks, &a.stats)
+	a.loopsEnd.Add(2)
+	go a.acceptLoop()
+	go a.flushLoop()
+	return a, nil
+}
+
+// listen creates the socket, replacing a stale one left by a crashed shim.
+func listen(path string) (*net.UnixListener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("failed to create denial agent socket directory: %w", err)
+	}
+	if st, err := os.Lstat(path); err == nil && st.Mode()&os.ModeSocket != 0 {
+		_ = os.Remove(path)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("failed to listen on denial agent socket %s: %w", path, err)
+	}
+	// The directory already keeps others out; the mode is belt and braces.
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("failed to restrict denial agent socket %s: %w", path, err)
+	}
+	ln.SetUnlinkOnClose(true)
+	return ln, nil
+}
+
+// ListenerPath is the socket libcontainer must send notify fds to
+// (spec.Linux.Seccomp.ListenerPath).
+func (a *Agent) ListenerPath() string { return a.path }
+
+// Register tells the agent who containerID is and how to answer its
+// notified syscalls: mode ModeEnforce fails them with EPERM, ModeComplain
+// lets them run. profile names the seccomp profile, for the records. Call it
+// before the container's process starts, so its first syscall is attributed.
+func (a *Agent) Register(containerID string, attr Attribution, mode, profile string) error {
+	if containerID == "" {
+		return fmt.Errorf("denial agent: empty container ID")
+	}
+	if mode != ModeEnforce && mode != ModeComplain {
+		return fmt.Errorf("denial agent: unknown mode %q for container %s", mode, containerID)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return ErrClosed
+	}
+	a.regs[containerID] = &registration{id: containerID, attr: attr, mode: mode, profile: profile}
+	return nil
+}
+
+// Unregister forgets a container: what its open aggregation windows hold is
+// emitted now, and the sinks release its files once its records are out.
+// Notify fds still open for it (a process that outlived the container's
+// deletion) keep being answered with the registration they started with.
+func (a *Agent) Unregister(containerID string) {
+	a.mu.Lock()
+	reg := a.regs[containerID]
+	delete(a.regs, containerID)
+	a.mu.Unlock()
+	for _, r := range a.agg.forget(containerID) {
+		a.pipe.emit(r)
+	}
+	a.pipe.forget(containerID)
+	if reg != nil {
+		a.pipe.release(reg.attr)
+	}
+}
+
+// Stats returns a snapshot of the agent's counters.
+func (a *Agent) Stats() Stats { return a.stats.snapshot() }
+
+// Close stops the agent: no more fds are accepted, every notify fd is closed
+// (from then on the kernel fails the notified syscalls of those containers
+// with ENOSYS: still denied, but no longer reported), pending aggregates are
+// emitted and the queue is drained into the sinks.
+func (a *Agent) Close() error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	srcs := make([]source, 0, len(a.sources))
+	for s := range a.sources {
+		srcs = append(srcs, s)
+	}
+	a.mu.Unlock()
+
+	err := a.ln.Close()
+	close(a.stop)
+	for _, s := range srcs {
+		_ = s.close()
+	}
+	a.serving.Wait()
+	a.loopsEnd.Wait()
+	for _, r := range a.agg.flushAll() {
+		a.pipe.emit(r)
+	}
+	a.pipe.close()
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("failed to close denial agent socket: %w", err)
+	}
+	return nil
+}
+
+// flushLoop emits aggregates whose window ended. The tick is a tenth of the
+// window, so an aggregate is at most that late.
+func (a *Agent) flushLoop() {
+	defer a.loopsEnd.Done()
+	w := a.cfg.Window()
+	if w <= 0 {
+		return
+	}
+	tick := time.NewTicker(min(max(w/10, 5*time.Millisecond), 100*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-tick.C:
+			for _, r := range a.agg.due(a.now()) {
+				a.pipe.emit(r)
+			}
+		}
+	}
+}
+
+// serve answers the notifications of one source until its filter is gone.
+func (a *Agent) serve(reg *registration, src source) bool {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		_ = src.close()
+		return false
+	}
+	a.sources[src] = struct{}{}
+	a.serving.Add(1)
+	a.mu.Unlock()
+	go func() {
+		defer a.serving.Done()
+		defer func() {
+			a.mu.Lock()
+			delete(a.sources, src)
+			a.mu.Unlock()
+			_ = src.close()
+		}()
+		for {
+			n, err := src.receive()
+			if err != nil {
+				if !errors.Is(err, errSourceDone) {
+					log.G(a.ctx).WithError(err).WithField("container_id", reg.id).Warn("stopped serving seccomp notifications")
+				}
+				return
+			}
+			a.handle(reg, src, n)
+		}
+	}()
+	return true
+}
+
+// handle answers one notification and produces its record. The order is the
+// point: /proc is read while the syscall is still blocked (so the pid cannot
+// have been reused), validity is checked after reading (so a pid that died
+// and was reused in between is never attributed), the kernel is answered
+// next, and only then is anything queued: the sinks never delay a workload.
+// Repeats inside an aggregation window skip /proc entirely.
+//
+// A notification the kernel no longer accepts an answer for is not counted:
+// its process was interrupted by a signal (the syscall restarts and is
+// notified again) or died, so the workload never saw that denial.
+func (a *Agent) handle(reg *registration, src source, n notification) {
+	a.stats.notifications.Add(1)
+	now := a.now()
+	key := aggKey{containerID: reg.id, arch: n.arch, nr: n.nr}
+	var comm, exe string
+	if !a.agg.folds(key, now) {
+		comm, exe = a.readProc(n.pid)
+		if !src.valid(n.id) {
+			comm, exe = "", ""
+		}
+	}
+	var errno syscall.Errno
+	action := ActionAllowed
+	if reg.mode != ModeComplain {
+		errno, action = unix.EPERM, ActionDenied
+	}
+	if err := src.respond(n.id, errno); err != nil {
+		a.stats.responseErrs.Add(1)
+		return
+	}
+	if !a.agg.observe(key, now, n.pid, n.args) {
+		a.stats.folded.Add(1)
+		return
+	}
+	r := &Record{
+		Time:      now,
+		Pid:       n.pid,
+		Comm:      comm,
+		Exe:       exe,
+		Syscall:   n.syscall,
+		SyscallNr: n.nr,
+		Arch:      n.arch,
+		Args:      hexArgs(n.args),
+		Action:    action,
+		Errno:     errnoName(errno),
+		Mode:      reg.mode,
+		Profile:   reg.profile,
+		Count:     1,
+	}
+	r.setAttribution(a.node, reg.id, reg.attr)
+	a.pipe.emit(r)
+	a.agg.setTemplate(key, r)
+}
+
+// registration returns the registration of id, or nil.
+func (a *Agent) registration(id string) *registration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.regs[id]
+}

@@ -1,0 +1,270 @@
+package denials
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// connTimeout bounds one hand-over. libcontainer writes the state and
+	// closes at once; a peer that stalls must not pin a goroutine.
+	connTimeout = 10 * time.Second
+	// maxStateBytes bounds the state JSON. Kubernetes caps a pod's
+	// annotations at 256 KiB, and the state carries them.
+	maxStateBytes = 1 << 20
+	// maxFds is how many fds one message may carry; extras are closed.
+	maxFds = 16
+)
+
+// metadataPrefix starts the ListenerMetadata the denials hook sets. It lets
+// the agent answer correctly even for a container it was never told about.
+const metadataPrefix = "stockade/v1"
+
+// ListenerMetadata is the spec.Linux.Seccomp.ListenerMetadata value for a
+// container: libcontainer passes it back with every notify fd.
+func ListenerMetadata(mode, profile string) string {
+	return metadataPrefix + " mode=" + mode + " profile=" + profile
+}
+
+// modeFromMetadata recovers the mode; anything unexpected means enforce,
+// which fails the syscall exactly as the unrewritten profile would have.
+func modeFromMetadata(md string) (mode, profile string) {
+	mode = ModeEnforce
+	f := strings.Fields(md)
+	if len(f) == 0 || f[0] != metadataPrefix {
+		return mode, ""
+	}
+	for _, kv := range f[1:] {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "mode":
+			if v == ModeComplain {
+				mode = ModeComplain
+			}
+		case "profile":
+			profile = v
+		}
+	}
+	return mode, profile
+}
+
+// CRI annotations, repeated here because hooks imports this package.
+const (
+	annSandboxNamespace = "io.kubernetes.cri.sandbox-namespace"
+	annSandboxName      = "io.kubernetes.cri.sandbox-name"
+	annSandboxUID       = "io.kubernetes.cri.sandbox-uid"
+	annContainerName    = "io.kubernetes.cri.container-name"
+	annImageName        = "io.kubernetes.cri.image-name"
+)
+
+// fallbackRegistration attributes a container the shim did not register
+// (it should not happen) from what libcontainer sends: the container ID and
+// the spec's CRI annotations.
+func fallbackRegistration(st *specs.ContainerProcessState) *registration {
+	ann := st.State.Annotations
+	id := st.State.ID
+	attr := Attribution{
+		Namespace: ann[annSandboxNamespace],
+		Pod:       ann[annSandboxName],
+		PodUID:    ann[annSandboxUID],
+		Container: ann[annContainerName],
+		Image:     ann[annImageName],
+	}
+	if attr.Namespace == "" {
+		attr.Namespace = "default"
+	}
+	if attr.Pod == "" {
+		attr.Pod = id
+	}
+	if attr.PodUID == "" {
+		attr.PodUID = id
+	}
+	if attr.Container == "" {
+		attr.Container = id
+	}
+	mode, profile := modeFromMetadata(st.Metadata)
+	return &registration{id: id, attr: attr, mode: mode, profile: profile}
+}
+
+func (a *Agent) acceptLoop() {
+	defer a.loopsEnd.Done()
+	for {
+		c, err := a.ln.AcceptUnix()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			log.G(a.ctx).WithError(err).Warn("denial agent accept failed")
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		go a.handleConn(c)
+	}
+}
+
+// handleConn takes one hand-over: a ContainerProcessState and its fds.
+func (a *Agent) handleConn(c *net.UnixConn) {
+	defer c.Close()
+	st, fd, err := receiveProcessState(c)
+	if err != nil {
+		// Closing the fd (done by receiveProcessState) makes the kernel
+		// fail this process's notified syscalls with ENOSYS: still denied.
+		log.G(a.ctx).WithError(err).Error("failed to take seccomp notify fd")
+		return
+	}
+	reg := a.registration(st.State.ID)
+	if reg == nil {
+		reg = fallbackRegistration(st)
+		log.G(a.ctx).WithField("container_id", st.State.ID).Warn("seccomp notify fd for an unregistered container; attributing from its annotations")
+	}
+	src, err := newFDSource(fd)
+	if err != nil {
+		log.G(a.ctx).WithError(err).WithField("container_id", reg.id).Error("failed to serve seccomp notify fd")
+		return
+	}
+	a.serve(reg, src)
+}
+
+// receiveProcessState reads what libcontainer's sendContainerProcessState
+// writes: one JSON specs.ContainerProcessState whose Fds names the fds passed
+// with SCM_RIGHTS, then EOF. It returns the fd named specs.SeccompFdName and
+// closes every other fd it received.
+func receiveProcessState(c *net.UnixConn) (*specs.ContainerProcessState, int, error) {
+	if err := checkPeer(c); err != nil {
+		return nil, -1, err
+	}
+	_ = c.SetDeadline(time.Now().Add(connTimeout))
+	var (
+		data []byte
+		fds  []int
+		buf  = make([]byte, 64<<10)
+		oob  = make([]byte, unix.CmsgSpace(maxFds*4))
+	)
+	closeAll := func() {
+		for _, fd := range fds {
+			_ = unix.Close(fd)
+		}
+	}
+	for {
+		n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
+		if oobn > 0 {
+			got, perr := parseRights(oob[:oobn])
+			fds = append(fds, got...)
+			if perr != nil {
+				closeAll()
+				return nil, -1, perr
+			}
+		}
+		if flags&unix.MSG_CTRUNC != 0 {
+			closeAll()
+			return nil, -1, fmt.Errorf("seccomp agent: more than %d fds in one message", maxFds)
+		}
+		data = append(data, buf[:n]...)
+		if len(data) > maxStateBytes {
+			closeAll()
+			return nil, -1, fmt.Errorf("seccomp agent: container process state larger than %d bytes", maxStateBytes)
+		}
+		if errors.Is(err, io.EOF) || (err == nil && n == 0) {
+			break
+		}
+		if err != nil {
+			closeAll()
+			return nil, -1, fmt.Errorf("seccomp agent: failed to read container process state: %w", err)
+		}
+	}
+	var st specs.ContainerProcessState
+	if err := json.Unmarshal(data, &st); err != nil {
+		closeAll()
+		return nil, -1, fmt.Errorf("seccomp agent: bad container process state: %w", err)
+	}
+	if st.State.ID == "" {
+		closeAll()
+		return nil, -1, errors.New("seccomp agent: container process state without a container ID")
+	}
+	fd := -1
+	for i, name := range st.Fds {
+		if name == specs.SeccompFdName && i < len(fds) {
+			fd = fds[i]
+			fds[i] = -1
+			break
+		}
+	}
+	for _, other := range fds {
+		if other >= 0 {
+			_ = unix.Close(other)
+		}
+	}
+	if fd < 0 {
+		return nil, -1, fmt.Errorf("seccomp agent: no %s fd from container %s", specs.SeccompFdName, st.State.ID)
+	}
+	return &st, fd, nil
+}
+
+func parseRights(oob []byte) ([]int, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp agent: bad control message: %w", err)
+	}
+	var fds []int
+	for _, m := range msgs {
+		got, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		fds = append(fds, got...)
+	}
+	return fds, nil
+}
+
+// checkPeer admits only our own user (root, for the shim). The socket's
+// directory and mode already keep others out; this also refuses a peer that
+// got hold of a connected fd some other way.
+func checkPeer(c *net.UnixConn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("seccomp agent: %w", err)
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := rc.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return fmt.Errorf("seccomp agent: %w", err)
+	}
+	if cerr != nil {
+		return fmt.Errorf("seccomp agent: failed to read peer credentials: %w", cerr)
+	}
+	if int(cred.Uid) != os.Geteuid() {
+		return fmt.Errorf("seccomp agent: refusing peer pid %d uid %d", cred.Pid, cred.Uid)
+	}
+	return nil
+}
+
+// sendProcessState does what libcontainer does for every container process:
+// connect to the listener, send the state JSON with the notify fd attached,
+// close. Used by the storm measurement and the tests in place of runc.
+func sendProcessState(path string, st *specs.ContainerProcessState, fd int) error {
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("failed to connect to seccomp agent: %w", err)
+	}
+	defer c.Close()
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("failed to encode container process state: %w", err)
+	}
+	if _, _, err := c.WriteMsgUnix(b, unix.UnixRights(fd), nil); err != nil {
+		return fmt.Errorf("failed to send seccomp fd: %w", err)
+	}
+	return nil
+}
