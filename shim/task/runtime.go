@@ -133,6 +133,10 @@ func (r *Runtime) Intercept(ctx context.Context, id, bundle string, opts *anypb.
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := saveResult(bundle, hc.Result); err != nil {
+		_ = undo(ctx)
+		return nil, nil, err
+	}
 	return hc, undo, nil
 }
 
@@ -151,6 +155,18 @@ func (r *Runtime) Close(ctx context.Context) {
 		r.closers[i](ctx)
 	}
 	r.closers = nil
+}
+
+// resultFile keeps what the pipeline decided for a container in its bundle,
+// for operators and for "shim delete" (which releases what it names).
+const resultFile = "stockade-result.json"
+
+func saveResult(bundle string, res hooks.Result) error {
+	data, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(bundle, resultFile), data, 0o600)
 }
 
 // optionsFile keeps a container's runtime options in its bundle, so that
@@ -186,6 +202,15 @@ func CleanupDead(ctx context.Context, ns, id, bundle string) {
 	spec, err := readAnnotationsOnly(bundle)
 	if err != nil {
 		return
+	}
+	var res hooks.Result
+	if data, err := os.ReadFile(filepath.Join(bundle, resultFile)); err == nil {
+		_ = json.Unmarshal(data, &res)
+	}
+	if res.AppArmorProfile != "" {
+		if err := hooks.ReleaseAppArmor(ctx, node, res.AppArmorProfile, id); err != nil {
+			log.G(ctx).WithError(err).WithField("container_id", id).Warn("release apparmor profile")
+		}
 	}
 	if pod := hooks.PodFromSpec(id, spec); pod.Sandbox {
 		if err := hooks.ReleaseUserNS(ctx, node, pod.SandboxID); err != nil {
