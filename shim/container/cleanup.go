@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/log"
@@ -24,13 +25,20 @@ func Cleanup(ctx context.Context, stateRoot, id, bundle string) (int, error) {
 		if st, err := lc.State(); err == nil {
 			pid = st.InitProcessPid
 		}
-		if pids, err := lc.Processes(); err == nil {
-			_ = lc.Resume()
+		_ = lc.Resume()
+		_ = lc.Signal(syscall.SIGKILL)
+		// The processes were children of the dead shim; whoever reaps them
+		// now, libcontainer refuses to destroy a container that still has
+		// any, so wait (bounded) for the cgroup to empty.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			pids, err := lc.Processes()
+			if err != nil || len(pids) == 0 {
+				break
+			}
 			for _, p := range pids {
 				_ = syscall.Kill(p, syscall.SIGKILL)
 			}
 		}
-		_ = lc.Signal(syscall.SIGKILL)
 		if err := lc.Destroy(); err != nil {
 			log.G(ctx).WithError(err).WithField("container_id", id).Warn("destroy container state")
 		}

@@ -1,0 +1,147 @@
+// Package security is stockade's regression suite for known container
+// escapes and for faults (crashes, restarts): each test reproduces an attack
+// or a failure against real containers and checks that stockade holds.
+// SECURITY.md lists every case and what it shows.
+package security
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/stockade-dev/stockade/integration/harness"
+)
+
+func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
+
+var seq struct {
+	sync.Mutex
+	n int
+}
+
+func newID(prefix string) string {
+	seq.Lock()
+	defer seq.Unlock()
+	seq.n++
+	return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), seq.n)
+}
+
+type buffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// newContainer creates a busybox container; it is removed when the test ends.
+func newContainer(t *testing.T, env *harness.Env, id string, args []string, opts ...oci.SpecOpts) client.Container {
+	t.Helper()
+	ctx := env.Context()
+	img, err := env.Client.GetImage(ctx, harness.BusyboxImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := env.Client.NewContainer(ctx, id, client.WithImage(img), client.WithNewSnapshot(id+"-snap", img),
+		env.NewContainerOpts(), client.WithNewSpec(append([]oci.SpecOpts{oci.WithImageConfig(img), oci.WithProcessArgs(args...)}, opts...)...))
+	if err != nil {
+		t.Fatalf("new container: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(env.Context(), 30*time.Second)
+		defer cancel()
+		if task, err := env.Client.LoadContainer(ctx, id); err == nil {
+			if tk, err := task.Task(ctx, nil); err == nil {
+				_, _ = tk.Delete(ctx, client.WithProcessKill)
+			}
+			_ = task.Delete(ctx, client.WithSnapshotCleanup)
+		}
+	})
+	return c
+}
+
+// run runs a container to its end and returns exit code and output.
+func run(t *testing.T, env *harness.Env, args []string, opts ...oci.SpecOpts) (uint32, string) {
+	t.Helper()
+	c := newContainer(t, env, newID("run"), args, opts...)
+	ctx := env.Context()
+	var out buffer
+	task, err := c.NewTask(ctx, env.NewIO(nil, &out, &out))
+	if err != nil {
+		t.Fatalf("new task: %v", err)
+	}
+	sc, _ := task.Wait(ctx)
+	if err := task.Start(ctx); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	var st client.ExitStatus
+	select {
+	case st = <-sc:
+	case <-time.After(60 * time.Second):
+		t.Fatal("container did not exit in 60s")
+	}
+	_, _ = task.Delete(ctx)
+	return st.ExitCode(), out.String()
+}
+
+// startLong starts a sleeping container.
+func startLong(t *testing.T, env *harness.Env, opts ...oci.SpecOpts) (client.Container, client.Task) {
+	t.Helper()
+	c := newContainer(t, env, newID("long"), []string{"sleep", "3600"}, opts...)
+	task, err := c.NewTask(env.Context(), cio.NullIO)
+	if err != nil {
+		t.Fatalf("new task: %v", err)
+	}
+	if err := task.Start(env.Context()); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	return c, task
+}
+
+// execIn runs args in task and returns exit code and output; a start error
+// is returned, not fatal, since some tests expect one.
+func execIn(t *testing.T, env *harness.Env, task client.Task, mutate func(*specs.Process)) (uint32, string, error) {
+	t.Helper()
+	ctx := env.Context()
+	spec, err := task.Spec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := *spec.Process
+	mutate(&ps)
+	var out buffer
+	p, err := task.Exec(ctx, newID("x"), &ps, env.NewIO(nil, &out, &out))
+	if err != nil {
+		return 0, "", err
+	}
+	defer p.Delete(ctx, client.WithProcessKill)
+	sc, _ := p.Wait(ctx)
+	if err := p.Start(ctx); err != nil {
+		return 0, "", err
+	}
+	select {
+	case st := <-sc:
+		return st.ExitCode(), out.String(), nil
+	case <-time.After(60 * time.Second):
+		t.Fatal("exec did not exit in 60s")
+	}
+	return 0, "", nil
+}
