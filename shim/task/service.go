@@ -113,8 +113,10 @@ func (s *service) RegisterTTRPC(server *ttrpc.Server) error {
 func (s *service) get(id string) (*entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.containers[id]
-	if !ok {
+	// A nil entry is a container still being created: not there yet for
+	// any other request (containerd's stats collector asks early).
+	e := s.containers[id]
+	if e == nil {
 		return nil, fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
 	}
 	return e, nil
@@ -541,6 +543,7 @@ func (s *service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*task
 func (s *service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*ptypes.Empty, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Entries being created count too: their Create is still in flight.
 	if len(s.containers) > 0 {
 		return empty, nil
 	}

@@ -1,0 +1,249 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/stockade-dev/stockade/integration/harness"
+)
+
+// lifecycle is the timing of one `run --rm true`.
+type lifecycle struct {
+	start time.Duration // task create → task running (shim start included)
+	total time.Duration // container create → exited → task and container deleted
+}
+
+func randomID(prefix string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return prefix + "-" + hex.EncodeToString(b[:])
+}
+
+func (b *runner) busybox(ctx context.Context) (client.Image, error) {
+	if b.image == nil {
+		img, err := b.env.Client.GetImage(namespaces.WithNamespace(ctx, harness.Namespace), harness.BusyboxImage)
+		if err != nil {
+			return nil, fmt.Errorf("busybox image: %w", err)
+		}
+		b.image = img
+	}
+	return b.image, nil
+}
+
+// runTrue runs `true` in busybox through the containerd client on env's
+// runtime, the way `ctr run --rm` does, and times it.
+func runTrue(ctx context.Context, env *harness.Env, image client.Image) (_ lifecycle, retErr error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	ctx = namespaces.WithNamespace(ctx, harness.Namespace)
+	id := randomID("bench")
+
+	t0 := time.Now()
+	ctr, err := env.Client.NewContainer(ctx, id,
+		env.NewContainerOpts(),
+		client.WithImage(image),
+		client.WithNewSnapshot(id, image),
+		client.WithNewSpec(oci.WithImageConfig(image), oci.WithProcessArgs("true")),
+	)
+	if err != nil {
+		return lifecycle{}, fmt.Errorf("create container: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			cleanupContainer(env, ctr)
+		}
+	}()
+
+	tCreate := time.Now()
+	task, err := ctr.NewTask(ctx, cio.NullIO)
+	if err != nil {
+		return lifecycle{}, fmt.Errorf("create task: %w", err)
+	}
+	exitCh, err := task.Wait(ctx)
+	if err != nil {
+		return lifecycle{}, fmt.Errorf("wait task: %w", err)
+	}
+	if err := task.Start(ctx); err != nil {
+		return lifecycle{}, fmt.Errorf("start task: %w", err)
+	}
+	tRunning := time.Now()
+
+	var status client.ExitStatus
+	select {
+	case status = <-exitCh:
+	case <-ctx.Done():
+		return lifecycle{}, fmt.Errorf("`true` did not exit: %w", ctx.Err())
+	}
+	if code, _, err := status.Result(); err != nil || code != 0 {
+		return lifecycle{}, fmt.Errorf("`true` exited with %d (%v)", code, err)
+	}
+	if _, err := task.Delete(ctx); err != nil {
+		return lifecycle{}, fmt.Errorf("delete task: %w", err)
+	}
+	if err := ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil {
+		return lifecycle{}, fmt.Errorf("delete container: %w", err)
+	}
+	return lifecycle{start: tRunning.Sub(tCreate), total: time.Since(t0)}, nil
+}
+
+// cleanupContainer removes a container left behind by a failed measurement
+// with a fresh context, since the measurement's may have expired.
+func cleanupContainer(env *harness.Env, ctr client.Container) {
+	ctx, cancel := context.WithTimeout(env.Context(), 30*time.Second)
+	defer cancel()
+	if task, err := ctr.Task(ctx, nil); err == nil {
+		_, _ = task.Delete(ctx, client.WithProcessKill)
+	}
+	_ = ctr.Delete(ctx, client.WithSnapshotCleanup)
+}
+
+// containerLatency measures `run --rm true` one at a time and ten at once.
+func (b *runner) containerLatency(ctx context.Context) ([]Metric, error) {
+	image, err := b.busybox(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var metrics []Metric
+	for _, par := range []int{1, 10} {
+		rounds := b.cfg.N
+		if par > 1 {
+			// Ten samples per round: a third of the rounds gives more
+			// samples than the sequential run, in about the same time.
+			rounds = max(1, b.cfg.N/3)
+		}
+		b.cfg.Logf("container latency: %d in parallel, %d rounds per side", par, rounds)
+		var mu sync.Mutex
+		totals := map[string][]float64{}
+		starts := b.interleave(ctx, rounds, func(ctx context.Context, s *side) ([]float64, error) {
+			results := make([]lifecycle, par)
+			errs := make([]error, par)
+			var wg sync.WaitGroup
+			for i := range par {
+				wg.Go(func() { results[i], errs[i] = runTrue(ctx, s.env, image) })
+			}
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
+				return nil, err
+			}
+			var st []float64
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range results {
+				st = append(st, ms(r.start))
+				totals[s.name] = append(totals[s.name], ms(r.total))
+			}
+			return st, nil
+		})
+		// The totals come from the same runs: same errors, other samples.
+		runs := map[string]*collector{}
+		for name, c := range starts {
+			runs[name] = &collector{samples: totals[name], err: c.err}
+		}
+		label := fmt.Sprintf("%d at a time", par)
+		if par > 1 {
+			label = fmt.Sprintf("%d in parallel", par)
+		}
+		metrics = append(metrics,
+			metric("container start", "task create→running, "+label, "ms", "runc", starts),
+			metric("container start", "run --rm true (create→exit→deleted), "+label, "ms", "runc", runs),
+		)
+	}
+	return metrics, nil
+}
+
+// podLatency measures CRI RunPodSandbox alone, and a pod with one busybox
+// container up to running.
+func (b *runner) podLatency(ctx context.Context) ([]Metric, error) {
+	conn, err := b.env.DialCRI()
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	rs := runtimeapi.NewRuntimeServiceClient(conn)
+	n := max(2, b.cfg.N*2/3)
+	b.cfg.Logf("pod latency: %d pods per side", n)
+
+	var mu sync.Mutex
+	withContainer := map[string][]float64{}
+	sandbox := b.interleave(ctx, n, func(ctx context.Context, s *side) ([]float64, error) {
+		ctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		t0 := time.Now()
+		p, err := startPod(ctx, rs, s.env, randomID("bench-pod"), true)
+		if p != nil {
+			defer p.remove(rs)
+		}
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		withContainer[s.name] = append(withContainer[s.name], ms(time.Since(t0)))
+		mu.Unlock()
+		return []float64{ms(p.sandboxReady.Sub(t0))}, nil
+	})
+	full := map[string]*collector{}
+	for name, c := range sandbox {
+		full[name] = &collector{samples: withContainer[name], err: c.err}
+	}
+	return []Metric{
+		metric("pod start (CRI)", "RunPodSandbox", "ms", "runc", sandbox),
+		metric("pod start (CRI)", "pod + 1 container running", "ms", "runc", full),
+	}, nil
+}
+
+// pod is a CRI pod started by the benchmark.
+type pod struct {
+	id           string
+	sandboxReady time.Time
+}
+
+// startPod runs a pod sandbox on env's handler and, if withContainer, one
+// busybox container sleeping in it. A non-nil pod is returned whenever a
+// sandbox exists, so the caller can remove it even after an error.
+func startPod(ctx context.Context, rs runtimeapi.RuntimeServiceClient, env *harness.Env, name string, withContainer bool) (*pod, error) {
+	cfg := env.NewPodConfig(name)
+	resp, err := rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: env.Handler})
+	if err != nil {
+		return nil, fmt.Errorf("run pod sandbox: %w", err)
+	}
+	p := &pod{id: resp.PodSandboxId, sandboxReady: time.Now()}
+	if !withContainer {
+		return p, nil
+	}
+	c, err := rs.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+		PodSandboxId: p.id,
+		Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: "sleep"},
+			Image:    &runtimeapi.ImageSpec{Image: harness.BusyboxImage},
+			Command:  []string{"sleep", "3600"},
+		},
+		SandboxConfig: cfg,
+	})
+	if err != nil {
+		return p, fmt.Errorf("create container: %w", err)
+	}
+	if _, err := rs.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c.ContainerId}); err != nil {
+		return p, fmt.Errorf("start container: %w", err)
+	}
+	return p, nil
+}
+
+// remove stops and removes the pod with its containers, with a fresh
+// context: it runs after the measurement's context may have expired.
+func (p *pod) remove(rs runtimeapi.RuntimeServiceClient) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	_, _ = rs.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id})
+	_, _ = rs.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.id})
+}
