@@ -122,6 +122,9 @@ unit-test:
 # competing for the 2 cores and for cgroups.
 integration-test:
 	$(GO) test -tags $(TAGS) -p 1 -count=1 -timeout 40m ./integration/...
+	@echo "--- the Task API and CRI contract suites again, with containerd-shim-runc-v2 + runc"
+	STOCKADE_TEST_RUNTIME=runc STOCKADE_STRESS_COUNT=200 \
+		$(GO) test -tags $(TAGS) -p 1 -count=1 -timeout 20m ./integration/task/ ./integration/cri/
 
 vet:
 	$(GO) vet -tags $(TAGS) ./...
