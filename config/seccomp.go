@@ -4,12 +4,16 @@ import "fmt"
 
 // Seccomp is the [seccomp] section. Owned by the seccomp feature.
 type Seccomp struct {
-	// Mode is the node default: "enforce" (deny and log) or "complain" (allow and log).
+	// Mode is the node default: "enforce" (deny and log) or "complain"
+	// (allow and log, except the hard-denied syscalls, which stay denied).
 	Mode string `toml:"mode"`
-	// AllowModeAnnotation lets pods choose their mode with stockade.dev/seccomp-mode.
+	// AllowModeAnnotation lets pods choose their mode with
+	// stockade.dev/seccomp-mode. Off by default: a pod could otherwise
+	// switch itself to complain mode.
 	AllowModeAnnotation bool `toml:"allow_mode_annotation"`
 	// UnconfinedNamespaces lists Kubernetes namespaces whose pods may run
-	// without seccomp when they ask for Unconfined.
+	// without seccomp when they ask for Unconfined. Pods elsewhere that ask
+	// for Unconfined get the generated profile.
 	UnconfinedNamespaces []string `toml:"unconfined_namespaces"`
 }
 
@@ -22,6 +26,14 @@ func (s *Seccomp) validate() error {
 	case "enforce", "complain":
 	default:
 		return fmt.Errorf("key seccomp.mode: unknown mode %q (want enforce or complain)", s.Mode)
+	}
+	for i, ns := range s.UnconfinedNamespaces {
+		// A typo would silently leave the intended namespace confined, or
+		// (worse, with a pattern-like value) suggest an exemption that does
+		// not exist; only exact Kubernetes namespace names are accepted.
+		if !validNamespace(ns) {
+			return fmt.Errorf("key seccomp.unconfined_namespaces[%d]: %q is not a Kubernetes namespace name (lowercase letters, digits and '-', at most 63)", i, ns)
+		}
 	}
 	return nil
 }

@@ -36,7 +36,7 @@ func buildPipeline(ctx context.Context, ns string, c *config.Config) (hooks.Pipe
 	if _, err := u.Reclaim(ctx, podAlive); err != nil {
 		log.G(ctx).WithError(err).Warn("reclaim userns ranges")
 	}
-	return hooks.Pipeline{u, hooks.NewAppArmorStep()}, st, nil, nil
+	return hooks.Pipeline{u, hooks.NewSeccompStep(), hooks.NewAppArmorStep()}, st, nil, nil
 }
 
 // podAlive keeps a lease while its shim lives or libcontainer still has

@@ -1,0 +1,254 @@
+package seccomp
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Mode says what the profile does with a call it denies.
+type Mode string
+
+const (
+	// ModeEnforce fails denied calls with EPERM (and logs them).
+	ModeEnforce Mode = "enforce"
+	// ModeComplain lets denied calls run and logs them, except the
+	// hard-denied set, which still fails with EPERM.
+	ModeComplain Mode = "complain"
+)
+
+// Errno values of the generated profile.
+const (
+	// DenyErrno is what an enforced explicit deny rule returns.
+	DenyErrno uint = uint(unix.EPERM)
+	// UnknownErrno is the default action's errno: a syscall the profile does
+	// not know fails as if the kernel lacked it, which callers handle.
+	UnknownErrno uint = uint(unix.ENOSYS)
+)
+
+// Sentinel errors; callers wrap them into their own error kinds.
+var (
+	// ErrInvalidPolicy reports a Policy field the generator cannot use.
+	ErrInvalidPolicy = errors.New("invalid seccomp policy")
+	// ErrInvalidProfile reports a malformed or unusable pod profile; the
+	// message names the offending field.
+	ErrInvalidProfile = errors.New("invalid pod seccomp profile")
+	// ErrCompileUnsupported is returned by Compile and LibraryVersion in
+	// builds without libseccomp.
+	ErrCompileUnsupported = errors.New("seccomp support not compiled in (build with CGO_ENABLED=1 -tags seccomp)")
+)
+
+// maxConditionalRules bounds the argument-conditioned rules of a profile.
+// The baseline has about 90; only a pod profile can add many, and runc pays
+// libseccomp's compile time, which grows faster than linearly with them, at
+// every container start (10,000 rules take seconds).
+const maxConditionalRules = 1024
+
+// Policy is the node's and pod's say in the generated profile.
+type Policy struct {
+	// Mode is ModeEnforce or ModeComplain; empty means ModeEnforce.
+	Mode Mode
+	// Arch is the GOARCH the container runs on ("amd64" or "arm64"); empty
+	// means the generator's own. The profile covers the arch's compat ABIs.
+	Arch string
+	// Pod is the pod's own (Localhost) profile, or nil. The result allows a
+	// call only if both Pod and the baseline allow it.
+	Pod *specs.LinuxSeccomp
+}
+
+// ABIs returns the seccomp architectures a profile for goarch covers.
+func ABIs(goarch string) ([]specs.Arch, error) {
+	switch goarch {
+	case "amd64":
+		return []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32}, nil
+	case "arm64":
+		return []specs.Arch{specs.ArchAARCH64, specs.ArchARM}, nil
+	}
+	return nil, fmt.Errorf("arch %q: only amd64 and arm64 are supported: %w", goarch, ErrInvalidPolicy)
+}
+
+func familyOf(goarch string) family {
+	if goarch == "arm64" {
+		return familyARM
+	}
+	return familyX86
+}
+
+// Generate returns the profile for a container with spec under policy p.
+// It is pure: the same inputs always give the same profile.
+func Generate(spec *specs.Spec, p Policy) (*specs.LinuxSeccomp, error) {
+	if spec == nil {
+		return nil, fmt.Errorf("spec is nil: %w", ErrInvalidPolicy)
+	}
+	mode := p.Mode
+	switch mode {
+	case "":
+		mode = ModeEnforce
+	case ModeEnforce, ModeComplain:
+	default:
+		return nil, fmt.Errorf("mode %q: want enforce or complain: %w", p.Mode, ErrInvalidPolicy)
+	}
+	goarch := p.Arch
+	if goarch == "" {
+		goarch = runtime.GOARCH
+	}
+	abis, err := ABIs(goarch)
+	if err != nil {
+		return nil, err
+	}
+	var pod *podProfile
+	if p.Pod != nil {
+		if pod, err = parsePod(p.Pod); err != nil {
+			return nil, err
+		}
+	}
+	verdicts, err := decide(capsOf(spec), familyOf(goarch), pod)
+	if err != nil {
+		return nil, err
+	}
+	rules := emit(verdicts, mode)
+	conditional := 0
+	for _, r := range rules {
+		if len(r.Args) > 0 {
+			conditional++
+		}
+	}
+	if conditional > maxConditionalRules {
+		return nil, fmt.Errorf("syscalls: argument conditions expand to %d rules, at most %d are accepted: %w", conditional, maxConditionalRules, ErrInvalidProfile)
+	}
+	enosys := UnknownErrno
+	return &specs.LinuxSeccomp{
+		DefaultAction:   specs.ActErrno,
+		DefaultErrnoRet: &enosys,
+		Architectures:   abis,
+		// SECCOMP_FILTER_FLAG_LOG makes every non-allow result an audit
+		// record, which is one of the denial sources. Naming any flag stops
+		// runc from adding its default SPEC_ALLOW, so it is named too to
+		// keep runc's speculative-store-bypass behaviour.
+		Flags:    []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagLog, specs.LinuxSeccompFlagSpecAllow},
+		Syscalls: rules,
+	}, nil
+}
+
+// verdict is the decision for one syscall name.
+type verdict struct {
+	name string
+	// enosys marks clone3: every call fails with ENOSYS.
+	enosys bool
+	// allowed, hard and policy are disjoint and cover every call: hard
+	// denials fail with EPERM in every mode, policy denials fail with EPERM
+	// when enforcing and are logged when complaining.
+	allowed, hard, policy set
+}
+
+// decide computes a verdict for every syscall known on fam.
+func decide(caps capSet, fam family, pod *podProfile) ([]verdict, error) {
+	base := map[string]set{}
+	for _, n := range alwaysAllowed {
+		base[n] = fullSet
+	}
+	for _, g := range capGroups {
+		if caps.hasAny(g.caps...) {
+			for _, n := range g.names {
+				base[n] = fullSet
+			}
+		}
+	}
+	hard := map[string]bool{}
+	for _, n := range hardDenied {
+		hard[n] = true
+	}
+	var out []verdict
+	for _, n := range sortedKnown(fam) {
+		v := verdict{name: n}
+		switch c, isCond := conditionals[n]; {
+		case n == "clone3":
+			// glibc and musl try clone3 first and fall back to clone on
+			// ENOSYS, where the flags can be checked; clone3 passes them
+			// behind a pointer seccomp cannot read.
+			v.enosys = true
+			out = append(out, v)
+			continue
+		case hard[n]:
+			v.hard = fullSet
+		case isCond:
+			v.allowed, v.hard = c.allowed(caps), c.hard
+		default:
+			v.allowed = base[n]
+		}
+		var err error
+		if pod != nil {
+			if v.allowed, err = v.allowed.intersect(pod.allowed(n)); err != nil {
+				return nil, fmt.Errorf("syscall %s: %w: %w", n, err, ErrInvalidProfile)
+			}
+		}
+		if v.policy, err = v.allowed.union(v.hard); err == nil {
+			v.policy, err = v.policy.complement()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("syscall %s: %w: %w", n, err, ErrInvalidProfile)
+		}
+		if err := checkCritical(v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// checkCritical refuses verdicts that would deny what runc's init needs.
+func checkCritical(v verdict) error {
+	switch {
+	case v.name == "clone":
+		if !v.allowed.contains([6]uint64{goThreadClone}) {
+			return fmt.Errorf("syscalls: clone must be allowed with the Go runtime's thread flags: runc's init starts threads after loading the filter: %w", ErrInvalidProfile)
+		}
+	case slices.Contains(runcCritical, v.name):
+		if len(v.hard) > 0 || len(v.policy) > 0 {
+			return fmt.Errorf("syscalls: %s must be allowed for all arguments: runc's init calls it after loading the filter: %w", v.name, ErrInvalidProfile)
+		}
+	}
+	return nil
+}
+
+func sortedKnown(fam family) []string {
+	var out []string
+	for n, f := range knownSyscalls {
+		if f&fam != 0 {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// capSet is the capabilities a container's processes can hold.
+type capSet map[string]bool
+
+func (c capSet) has(name string) bool { return c[name] }
+
+func (c capSet) hasAny(names ...string) bool {
+	return slices.ContainsFunc(names, c.has)
+}
+
+// capsOf returns what the container can hold after runc's execve: the
+// bounding set, plus inheritable and ambient capabilities, which survive
+// execve for root even outside the bounding set. Effective and permitted
+// capabilities not in those are dropped by the execve and do not count.
+func capsOf(spec *specs.Spec) capSet {
+	caps := capSet{}
+	if spec.Process == nil || spec.Process.Capabilities == nil {
+		return caps
+	}
+	c := spec.Process.Capabilities
+	for _, l := range [][]string{c.Bounding, c.Inheritable, c.Ambient} {
+		for _, n := range l {
+			caps[n] = true
+		}
+	}
+	return caps
+}

@@ -1,0 +1,283 @@
+package seccomp
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// sigchld is the exit signal fork passes in clone's flags.
+const sigchld = uint64(unix.SIGCHLD)
+
+// defaultCaps is the capability set containerd gives a container that asks
+// for nothing (pkg/oci's default spec), which Kubernetes pods get too.
+var defaultCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+// capSets are the capability sets the profile tests cover.
+var capSets = map[string][]string{
+	"nocaps":   nil,
+	"default":  defaultCaps,
+	"sysadmin": append(slices.Clone(defaultCaps), "CAP_SYS_ADMIN"),
+}
+
+func specWith(caps []string) *specs.Spec {
+	return &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{
+		Bounding: caps, Effective: caps, Permitted: caps,
+	}}}
+}
+
+func mustGenerate(t testing.TB, spec *specs.Spec, p Policy) *specs.LinuxSeccomp {
+	t.Helper()
+	prof, err := Generate(spec, p)
+	if err != nil {
+		t.Fatalf("Generate: %v", err)
+	}
+	return prof
+}
+
+// TestProfileShape checks the structural promises other code relies on.
+func TestProfileShape(t *testing.T) {
+	for _, arch := range []string{"amd64", "arm64"} {
+		for capName, caps := range capSets {
+			for _, mode := range []Mode{ModeEnforce, ModeComplain} {
+				t.Run(arch+"/"+capName+"/"+string(mode), func(t *testing.T) {
+					checkShape(t, mustGenerate(t, specWith(caps), Policy{Arch: arch, Mode: mode}), arch, mode)
+				})
+			}
+		}
+	}
+}
+
+func checkShape(t *testing.T, p *specs.LinuxSeccomp, arch string, mode Mode) {
+	t.Helper()
+	if p.DefaultAction != specs.ActErrno || p.DefaultErrnoRet == nil || *p.DefaultErrnoRet != UnknownErrno {
+		t.Errorf("default action %s/%v, want ERRNO/ENOSYS", p.DefaultAction, p.DefaultErrnoRet)
+	}
+	if !slices.Contains(p.Flags, specs.LinuxSeccompFlagLog) {
+		t.Errorf("flags %v lack SECCOMP_FILTER_FLAG_LOG", p.Flags)
+	}
+	fam := familyOf(arch)
+	unconditional := map[string]specs.LinuxSyscall{}
+	conditional := map[string]bool{}
+	for i, r := range p.Syscalls {
+		switch {
+		case r.Action == specs.ActAllow, IsExplicitDeny(r):
+		case r.Action == specs.ActErrno && *r.ErrnoRet == UnknownErrno && slices.Equal(r.Names, []string{"clone3"}):
+		default:
+			t.Errorf("syscalls[%d]: unexpected action %s/%v", i, r.Action, r.ErrnoRet)
+		}
+		if mode == ModeComplain && r.Action == specs.ActErrno && *r.ErrnoRet == DenyErrno {
+			for _, n := range r.Names {
+				if !slices.Contains(hardDenied, n) && !(n == "socket" && len(r.Args) > 0) {
+					t.Errorf("complain mode: %s is enforced but not hard-denied", n)
+				}
+			}
+		}
+		seen := map[uint]bool{}
+		for _, a := range r.Args {
+			if seen[a.Index] {
+				t.Errorf("syscalls[%d]: argument %d compared twice (runc would OR them)", i, a.Index)
+			}
+			seen[a.Index] = true
+		}
+		for _, n := range r.Names {
+			if knownSyscalls[n]&fam == 0 {
+				t.Errorf("syscalls[%d]: %s does not exist on %s", i, n, arch)
+			}
+			if len(r.Args) > 0 {
+				conditional[n] = true
+				if r.Action != specs.ActAllow && slices.Contains(runcCritical, n) {
+					t.Errorf("syscalls[%d]: runc-critical %s in a deny rule", i, n)
+				}
+				continue
+			}
+			if _, dup := unconditional[n]; dup {
+				t.Errorf("%s named by two unconditional rules", n)
+			}
+			unconditional[n] = r
+			if r.Action != specs.ActAllow && slices.Contains(runcCritical, n) {
+				t.Errorf("runc-critical %s denied", n)
+			}
+		}
+	}
+	for _, n := range sortedKnown(fam) {
+		_, u := unconditional[n]
+		switch {
+		case u && conditional[n]:
+			t.Errorf("%s has both unconditional and conditional rules (libseccomp refuses that)", n)
+		case !u && !conditional[n]:
+			t.Errorf("%s has no explicit rule", n)
+		}
+	}
+	for _, n := range hardDenied {
+		if r, ok := unconditional[n]; ok && !(r.Action == specs.ActErrno && *r.ErrnoRet == DenyErrno) {
+			t.Errorf("hard-denied %s has action %s", n, r.Action)
+		}
+	}
+}
+
+// TestVerdicts spot-checks what the profile does with particular calls.
+func TestVerdicts(t *testing.T) {
+	const allow, eperm, log, enosys = "allow", "eperm", "log", "enosys"
+	cases := []struct {
+		caps    string
+		mode    Mode
+		syscall string
+		args    [6]uint64
+		want    string
+	}{
+		{"default", ModeEnforce, "read", [6]uint64{}, allow},
+		{"default", ModeEnforce, "clone3", [6]uint64{}, enosys},
+		{"sysadmin", ModeEnforce, "clone3", [6]uint64{}, enosys},
+		{"default", ModeEnforce, "no_such_syscall", [6]uint64{}, enosys},
+		{"default", ModeEnforce, "clone", [6]uint64{goThreadClone}, allow},
+		{"default", ModeEnforce, "clone", [6]uint64{sigchld}, allow},
+		{"default", ModeEnforce, "clone", [6]uint64{unix.CLONE_NEWUSER}, eperm},
+		{"default", ModeEnforce, "clone", [6]uint64{1<<32 | sigchld}, eperm},
+		{"default", ModeComplain, "clone", [6]uint64{unix.CLONE_NEWNET | sigchld}, log},
+		{"sysadmin", ModeEnforce, "clone", [6]uint64{unix.CLONE_NEWUSER}, allow},
+		{"default", ModeEnforce, "unshare", [6]uint64{unix.CLONE_NEWUSER}, eperm},
+		{"sysadmin", ModeEnforce, "unshare", [6]uint64{unix.CLONE_NEWUSER}, allow},
+		{"default", ModeEnforce, "socket", [6]uint64{unix.AF_INET}, allow},
+		{"default", ModeEnforce, "socket", [6]uint64{unix.AF_UNIX}, allow},
+		{"default", ModeEnforce, "socket", [6]uint64{unix.AF_PACKET}, allow},
+		{"nocaps", ModeEnforce, "socket", [6]uint64{unix.AF_PACKET}, eperm},
+		{"default", ModeEnforce, "socket", [6]uint64{unix.AF_CAN}, eperm},
+		{"default", ModeComplain, "socket", [6]uint64{unix.AF_CAN}, log},
+		{"default", ModeEnforce, "socket", [6]uint64{unix.AF_ALG}, eperm},
+		{"default", ModeComplain, "socket", [6]uint64{unix.AF_ALG}, eperm},
+		{"sysadmin", ModeComplain, "socket", [6]uint64{unix.AF_VSOCK}, eperm},
+		{"default", ModeEnforce, "socket", [6]uint64{unix.AF_MAX}, eperm},
+		{"default", ModeEnforce, "socket", [6]uint64{1<<32 | unix.AF_INET}, eperm},
+		{"default", ModeEnforce, "personality", [6]uint64{0}, allow},
+		{"default", ModeEnforce, "personality", [6]uint64{0xffffffff}, allow},
+		{"default", ModeEnforce, "personality", [6]uint64{perLinux32 | uname26}, allow},
+		{"default", ModeEnforce, "personality", [6]uint64{0x0040000}, eperm}, // ADDR_NO_RANDOMIZE
+		{"default", ModeEnforce, "personality", [6]uint64{0xfffffffe}, eperm},
+		{"default", ModeEnforce, "personality", [6]uint64{0xffffffffffffffff}, eperm},
+		{"default", ModeEnforce, "io_uring_setup", [6]uint64{}, eperm},
+		{"sysadmin", ModeComplain, "io_uring_setup", [6]uint64{}, eperm},
+		{"default", ModeComplain, "mount", [6]uint64{}, log},
+		{"sysadmin", ModeEnforce, "mount", [6]uint64{}, allow},
+		{"default", ModeEnforce, "ptrace", [6]uint64{}, eperm},
+		{"default", ModeEnforce, "process_vm_readv", [6]uint64{}, eperm},
+		{"default", ModeEnforce, "bpf", [6]uint64{}, eperm},
+		{"sysadmin", ModeEnforce, "bpf", [6]uint64{}, allow},
+		{"default", ModeEnforce, "keyctl", [6]uint64{}, eperm},
+		{"default", ModeEnforce, "userfaultfd", [6]uint64{}, eperm},
+	}
+	for _, c := range cases {
+		p := mustGenerate(t, specWith(capSets[c.caps]), Policy{Arch: "amd64", Mode: c.mode})
+		if got := verdictOf(p, c.syscall, c.args); got != c.want {
+			t.Errorf("%s/%s: %s(%#x) = %s, want %s", c.caps, c.mode, c.syscall, c.args[0], got, c.want)
+		}
+	}
+	ptrace := mustGenerate(t, specWith([]string{"CAP_SYS_PTRACE"}), Policy{Arch: "amd64"})
+	if got := verdictOf(ptrace, "process_vm_writev", [6]uint64{}); got != allow {
+		t.Errorf("CAP_SYS_PTRACE: process_vm_writev = %s, want allow", got)
+	}
+	netadmin := mustGenerate(t, specWith([]string{"CAP_NET_ADMIN"}), Policy{Arch: "amd64"})
+	if got := verdictOf(netadmin, "socket", [6]uint64{unix.AF_CAN}); got != allow {
+		t.Errorf("CAP_NET_ADMIN: socket(AF_CAN) = %s, want allow", got)
+	}
+}
+
+func verdictOf(p *specs.LinuxSeccomp, name string, args [6]uint64) string {
+	switch act, errno := Evaluate(p, name, args); {
+	case act == specs.ActAllow:
+		return "allow"
+	case act == specs.ActLog:
+		return "log"
+	case act == specs.ActErrno && errno == DenyErrno:
+		return "eperm"
+	case act == specs.ActErrno && errno == UnknownErrno:
+		return "enosys"
+	default:
+		return string(act)
+	}
+}
+
+func TestPolicyErrors(t *testing.T) {
+	for _, c := range []struct {
+		spec *specs.Spec
+		p    Policy
+		want string
+	}{
+		{nil, Policy{}, "spec is nil"},
+		{specWith(nil), Policy{Mode: "audit"}, `mode "audit"`},
+		{specWith(nil), Policy{Arch: "riscv64"}, `arch "riscv64"`},
+	} {
+		_, err := Generate(c.spec, c.p)
+		if !errors.Is(err, ErrInvalidPolicy) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Generate(%+v) = %v, want ErrInvalidPolicy naming %q", c.p, err, c.want)
+		}
+	}
+	// A spec without process or capabilities is a container with none.
+	if _, err := Generate(&specs.Spec{}, Policy{Arch: "amd64"}); err != nil {
+		t.Errorf("empty spec: %v", err)
+	}
+}
+
+func TestCapsOf(t *testing.T) {
+	spec := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{
+		Bounding:    []string{"CAP_CHOWN"},
+		Effective:   []string{"CAP_SYS_ADMIN"}, // dropped by runc's execve: does not count
+		Inheritable: []string{"CAP_SYS_PTRACE"},
+		Ambient:     []string{"CAP_NET_ADMIN"},
+	}}}
+	caps := capsOf(spec)
+	for c, want := range map[string]bool{"CAP_CHOWN": true, "CAP_SYS_ADMIN": false, "CAP_SYS_PTRACE": true, "CAP_NET_ADMIN": true} {
+		if caps.has(c) != want {
+			t.Errorf("capsOf: %s = %v, want %v", c, caps.has(c), want)
+		}
+	}
+}
+
+// TestBaselineData guards the hand-written lists against typos and
+// contradictions.
+func TestBaselineData(t *testing.T) {
+	lists := map[string][]string{"alwaysAllowed": alwaysAllowed, "hardDenied": hardDenied, "runcCritical": runcCritical}
+	for _, g := range capGroups {
+		lists["capGroup "+strings.Join(g.caps, ",")] = g.names
+	}
+	for name, l := range lists {
+		for _, n := range l {
+			if _, ok := knownSyscalls[n]; !ok {
+				t.Errorf("%s: %q is not a known syscall", name, n)
+			}
+		}
+	}
+	for _, n := range hardDenied {
+		if slices.Contains(alwaysAllowed, n) {
+			t.Errorf("%s is both always allowed and hard-denied", n)
+		}
+		for _, g := range capGroups {
+			if slices.Contains(g.names, n) {
+				t.Errorf("%s is both capability-gated and hard-denied", n)
+			}
+		}
+	}
+	for _, n := range runcCritical {
+		if !slices.Contains(alwaysAllowed, n) {
+			t.Errorf("runc-critical %s is not always allowed", n)
+		}
+	}
+	for n, c := range conditionals {
+		if slices.Contains(alwaysAllowed, n) {
+			t.Errorf("conditional %s is also always allowed", n)
+		}
+		for capName, caps := range capSets {
+			if clash, _ := c.allowed(capsOf(specWith(caps))).intersect(c.hard); len(clash) > 0 {
+				t.Errorf("%s with %s caps: allowed and hard-denied overlap", n, capName)
+			}
+		}
+	}
+}

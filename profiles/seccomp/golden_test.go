@@ -1,0 +1,68 @@
+package seccomp
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden profiles in testdata/")
+
+// TestGolden pins the generated profiles for representative containers, so
+// every change to the baseline shows up as a reviewable diff. Regenerate
+// with: go test ./profiles/seccomp/ -run TestGolden -update
+func TestGolden(t *testing.T) {
+	pod := readPod(t, "pod-localhost.json")
+	for _, c := range []struct {
+		file string
+		caps []string
+		p    Policy
+	}{
+		{"amd64-nocaps.json", nil, Policy{Arch: "amd64"}},
+		{"amd64-default.json", defaultCaps, Policy{Arch: "amd64"}},
+		{"amd64-sysadmin.json", capSets["sysadmin"], Policy{Arch: "amd64"}},
+		{"amd64-default-complain.json", defaultCaps, Policy{Arch: "amd64", Mode: ModeComplain}},
+		{"amd64-default-localhost.json", defaultCaps, Policy{Arch: "amd64", Pod: pod}},
+		{"arm64-default.json", defaultCaps, Policy{Arch: "arm64"}},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			got, err := json.MarshalIndent(mustGenerate(t, specWith(c.caps), c.p), "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, '\n')
+			path := filepath.Join("testdata", c.file)
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("profile differs from %s; review the change and run with -update", path)
+			}
+		})
+	}
+}
+
+func readPod(t testing.TB, name string) *specs.LinuxSeccomp {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p specs.LinuxSeccomp
+	if err := json.Unmarshal(data, &p); err != nil {
+		t.Fatal(err)
+	}
+	return &p
+}
