@@ -176,8 +176,6 @@ func TestShimKilled(t *testing.T) {
 	if env.Handler == harness.HandlerRunc {
 		t.Skip("runc's shim leaves a dead pod shim's app containers running (containerd runs shim delete only for the sandbox)")
 	}
-	t.Skip("blocked: shim/manager Stop cleans up only the container it is called for, " +
-		"so a dead pod shim's app containers keep running (see the CRI report)")
 	p := mustRunPod(t, env, uniqueName(t, ""))
 	ids := []string{p.start("one", "sleep", "3600"), p.start("two", "sleep", "3600")}
 	for _, id := range ids {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -52,4 +53,39 @@ func Cleanup(ctx context.Context, stateRoot, id, bundle string) (int, error) {
 		}
 	}
 	return pid, nil
+}
+
+// PodMembers lists, from libcontainer's state alone, the containers whose
+// spec named sandboxID as their pod sandbox, with their bundle paths.
+// specconv keeps a spec's annotations and bundle as labels in the state.
+func PodMembers(stateRoot, sandboxID string) map[string]string {
+	entries, err := os.ReadDir(stateRoot)
+	if err != nil {
+		return nil
+	}
+	members := map[string]string{}
+	for _, e := range entries {
+		if !e.IsDir() || e.Name() == sandboxID {
+			continue
+		}
+		lc, err := libcontainer.Load(stateRoot, e.Name())
+		if err != nil {
+			continue
+		}
+		var inPod bool
+		var bundle string
+		for _, l := range lc.Config().Labels {
+			k, v, _ := strings.Cut(l, "=")
+			switch k {
+			case "io.kubernetes.cri.sandbox-id":
+				inPod = v == sandboxID
+			case "bundle":
+				bundle = v
+			}
+		}
+		if inPod {
+			members[e.Name()] = bundle
+		}
+	}
+	return members
 }

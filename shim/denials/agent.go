@@ -58,18 +58,54 @@ func WithSocketPath(path string) Option { return func(o *options) { o.socketPath
 // socket) by the given ones.
 func WithSinks(s ...Sink) Option { return func(o *options) { o.sinks = s } }
 
+// Verdict answers a notified syscall with what the rule that notified it
+// did before the hooks step rewrote it to SCMP_ACT_NOTIFY: errno != 0 fails
+// the syscall with it (ERRNO rules), errno == 0 lets it run (LOG rules).
+// ok is false when no rewritten rule matches; the agent then fails the
+// syscall with EPERM, the safe reading of a deny rule it cannot identify.
+type Verdict func(name string, args [6]uint64) (errno syscall.Errno, ok bool)
+
+// RegisterOptions are the optional parts of a registration.
+type RegisterOptions struct {
+	// Verdict, when set, answers notifications instead of the mode alone.
+	Verdict Verdict
+}
+
+// RegisterOption sets a RegisterOptions field.
+type RegisterOption func(*RegisterOptions)
+
+// WithVerdict makes the agent answer by v instead of by mode alone. A
+// profile can mix rules that deny in every mode with rules that only log in
+// complain mode; only the original rule knows which answer is right.
+func WithVerdict(v Verdict) RegisterOption { return func(o *RegisterOptions) { o.Verdict = v } }
+
 // registration is what the shim told the agent about one container.
 type registration struct {
 	id      string
 	attr    Attribution
 	mode    string
 	profile string
+	verdict Verdict
+}
+
+// answer decides the errno for a notification: 0 means let it run.
+func (r *registration) answer(n notification) syscall.Errno {
+	if r.verdict != nil {
+		if errno, ok := r.verdict(n.syscall, n.args); ok {
+			return errno
+		}
+		return unix.EPERM
+	}
+	if r.mode == ModeComplain {
+		return 0
+	}
+	return unix.EPERM
 }
 
 // Agent is the in-shim seccomp agent. libcontainer hands it one notify fd
 // per container process (init and every exec) over ListenerPath; the agent
-// answers each notified syscall according to the container's mode and turns
-// it into a record for the sinks.
+// answers each notified syscall as the rule it came from would have (see
+// Verdict) and turns it into a record for the sinks.
 type Agent struct {
 	cfg  config.Denials
 	node string
@@ -173,9 +209,11 @@ func (a *Agent) ListenerPath() string { return a.path }
 
 // Register tells the agent who containerID is and how to answer its
 // notified syscalls: mode ModeEnforce fails them with EPERM, ModeComplain
-// lets them run. profile names the seccomp profile, for the records. Call it
-// before the container's process starts, so its first syscall is attributed.
-func (a *Agent) Register(containerID string, attr Attribution, mode, profile string) error {
+// lets them run, unless WithVerdict gives a per-rule answer. profile names
+// the seccomp profile, for the records. Call it before the container's
+// process starts, so its first syscall is attributed; registering an ID
+// again replaces the registration for fds handed over from then on.
+func (a *Agent) Register(containerID string, attr Attribution, mode, profile string, opts ...RegisterOption) error {
 	if containerID == "" {
 		return fmt.Errorf("denial agent: empty container ID")
 	}
@@ -187,7 +225,11 @@ func (a *Agent) Register(containerID string, attr Attribution, mode, profile str
 	if a.closed {
 		return ErrClosed
 	}
-	a.regs[containerID] = &registration{id: containerID, attr: attr, mode: mode, profile: profile}
+	var o RegisterOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	a.regs[containerID] = &registration{id: containerID, attr: attr, mode: mode, profile: profile, verdict: o.Verdict}
 	return nil
 }
 
@@ -306,7 +348,8 @@ func (a *Agent) serve(reg *registration, src source) bool {
 // have been reused), validity is checked after reading (so a pid that died
 // and was reused in between is never attributed), the kernel is answered
 // next, and only then is anything queued: the sinks never delay a workload.
-// Repeats inside an aggregation window skip /proc entirely.
+// A repeat inside an aggregation window from the pid of the previous
+// occurrence skips /proc.
 //
 // A notification the kernel no longer accepts an answer for is not counted:
 // its process was interrupted by a signal (the syscall restarts and is
@@ -314,24 +357,26 @@ func (a *Agent) serve(reg *registration, src source) bool {
 func (a *Agent) handle(reg *registration, src source, n notification) {
 	a.stats.notifications.Add(1)
 	now := a.now()
-	key := aggKey{containerID: reg.id, arch: n.arch, nr: n.nr}
-	var comm, exe string
-	if !a.agg.folds(key, now) {
+	errno := reg.answer(n)
+	action := ActionDenied
+	if errno == 0 {
+		action = ActionAllowed
+	}
+	// The answer is part of the key: with per-rule verdicts one syscall can
+	// be denied for some arguments and only logged for others.
+	key := aggKey{containerID: reg.id, arch: n.arch, nr: n.nr, errno: errno}
+	fold, pid, comm, exe := a.agg.folds(key, now)
+	if !fold || pid != n.pid {
 		comm, exe = a.readProc(n.pid)
 		if !src.valid(n.id) {
 			comm, exe = "", ""
 		}
 	}
-	var errno syscall.Errno
-	action := ActionAllowed
-	if reg.mode != ModeComplain {
-		errno, action = unix.EPERM, ActionDenied
-	}
 	if err := src.respond(n.id, errno); err != nil {
 		a.stats.responseErrs.Add(1)
 		return
 	}
-	if !a.agg.observe(key, now, n.pid, n.args) {
+	if !a.agg.observe(key, now, n.pid, comm, exe, n.args) {
 		a.stats.folded.Add(1)
 		return
 	}

@@ -2,15 +2,17 @@ package denials
 
 import (
 	"sync"
+	"syscall"
 	"time"
 )
 
 // aggKey identifies what gets folded: one syscall (by arch and number, which
-// is what the kernel reports) in one container.
+// is what the kernel reports) in one container, answered one way.
 type aggKey struct {
 	containerID string
 	arch        string
 	nr          int
+	errno       syscall.Errno
 }
 
 // window is the state of one aggKey while repeats are being folded.
@@ -21,8 +23,10 @@ type window struct {
 	template *Record
 	count    uint64
 	last     time.Time
-	pid      int
-	args     [6]uint64
+	// pid, comm, exe and args describe the latest occurrence.
+	pid       int
+	comm, exe string
+	args      [6]uint64
 }
 
 // aggregator folds repeats. A workload that retries a denied syscall in a
@@ -46,22 +50,27 @@ func newAggregator(w time.Duration) *aggregator {
 }
 
 // folds reports whether an occurrence at now would be folded into an open
-// window. It is a hint taken before the syscall is answered (to skip /proc
-// for repeats); observe, after the answer, has the final word.
-func (g *aggregator) folds(k aggKey, now time.Time) bool {
+// window and, if so, the pid, comm and exe of the window's latest
+// occurrence: a repeat from the same pid reuses them instead of reading
+// /proc. It is a hint taken before the syscall is answered; observe, after
+// the answer, has the final word.
+func (g *aggregator) folds(k aggKey, now time.Time) (fold bool, pid int, comm, exe string) {
 	if g.window <= 0 {
-		return false
+		return false, 0, "", ""
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	w := g.wins[k]
-	return w != nil && (w.count > 0 || now.Before(w.end))
+	if w == nil || (w.count == 0 && !now.Before(w.end)) {
+		return false, 0, "", ""
+	}
+	return true, w.pid, w.comm, w.exe
 }
 
 // observe accounts one occurrence. It returns true when the occurrence opens
 // a window: the caller must then emit it as a record and hand it over with
 // setTemplate. Otherwise it has been folded into the open window.
-func (g *aggregator) observe(k aggKey, now time.Time, pid int, args [6]uint64) bool {
+func (g *aggregator) observe(k aggKey, now time.Time, pid int, comm, exe string, args [6]uint64) bool {
 	if g.window <= 0 {
 		return true
 	}
@@ -69,15 +78,14 @@ func (g *aggregator) observe(k aggKey, now time.Time, pid int, args [6]uint64) b
 	defer g.mu.Unlock()
 	w := g.wins[k]
 	if w == nil || (w.count == 0 && !now.Before(w.end)) {
-		g.wins[k] = &window{start: now, end: now.Add(g.window)}
+		g.wins[k] = &window{start: now, end: now.Add(g.window), pid: pid, comm: comm, exe: exe, args: args}
 		return true
 	}
 	// A repeat that arrives after the end but before the flush tick is
 	// still folded; the flush is at most one tick late.
 	w.count++
 	w.last = now
-	w.pid = pid
-	w.args = args
+	w.pid, w.comm, w.exe, w.args = pid, comm, exe, args
 	return false
 }
 
@@ -152,10 +160,8 @@ func (g *aggregator) flushAll() []*Record {
 	return out
 }
 
-// aggregate builds the record for the repeats folded so far. The repeats
-// were not looked up in /proc (that is what makes them cheap), so comm and
-// exe are carried over from the first occurrence only when the last repeat
-// came from the same pid; otherwise they are left empty rather than guessed.
+// aggregate builds the record for the repeats folded so far; it carries the
+// latest repeat's pid, comm, exe and arguments.
 func (w *window) aggregate() *Record {
 	r := *w.template
 	r.Time = w.last
@@ -163,9 +169,6 @@ func (w *window) aggregate() *Record {
 	r.Count = w.count
 	r.Seq = 0
 	r.Args = hexArgs(w.args)
-	if w.pid != r.Pid {
-		r.Pid = w.pid
-		r.Comm, r.Exe = "", ""
-	}
+	r.Pid, r.Comm, r.Exe = w.pid, w.comm, w.exe
 	return &r
 }

@@ -55,7 +55,14 @@ type sinkState struct {
 	Sink
 	gaps    map[string]*lost
 	failing bool
+	// loggedAt is when a failure was last logged; a flapping sink is
+	// logged once per failLogEvery, not once per flap.
+	loggedAt time.Time
+	logged   bool
 }
+
+// failLogEvery rate-limits failure logs of one sink.
+const failLogEvery = time.Minute
 
 func newPipeline(ctx context.Context, size int, sinks []Sink, stats *counters) *pipeline {
 	p := &pipeline{
@@ -282,7 +289,10 @@ func (p *pipeline) sinkFailed(s *sinkState, err error) {
 		return
 	}
 	s.failing = true
-	log.G(p.ctx).WithError(err).WithField("sink", s.Name()).Error("denial sink failing; lost records will be reported as gaps")
+	if now := time.Now(); now.Sub(s.loggedAt) >= failLogEvery {
+		s.loggedAt, s.logged = now, true
+		log.G(p.ctx).WithError(err).WithField("sink", s.Name()).Error("denial sink failing; lost records will be reported as gaps")
+	}
 }
 
 func (p *pipeline) sinkOK(s *sinkState) {
@@ -290,7 +300,10 @@ func (p *pipeline) sinkOK(s *sinkState) {
 		return
 	}
 	s.failing = false
-	log.G(p.ctx).WithField("sink", s.Name()).Info("denial sink recovered")
+	if s.logged {
+		s.logged = false
+		log.G(p.ctx).WithField("sink", s.Name()).Info("denial sink recovered")
+	}
 }
 
 // counters are the agent's statistics, updated without locks on hot paths.

@@ -49,18 +49,7 @@ func (s *fdSource) receive() (notification, error) {
 		req  *libseccomp.ScmpNotifReq
 		rerr error
 	)
-	read := s.rc.Read
-	if os.Getenv("XBLOCK") != "" {
-		read = func(f func(uintptr) bool) error {
-			return s.rc.Control(func(fd uintptr) {
-				for !f(fd) {
-					pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-					unix.Poll(pfd, -1)
-				}
-			})
-		}
-	}
-	err := read(func(fd uintptr) bool {
+	err := s.rc.Read(func(fd uintptr) bool {
 		for {
 			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 			if _, err := unix.Poll(pfd, 0); err != nil {

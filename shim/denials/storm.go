@@ -29,6 +29,10 @@ type StormOptions struct {
 	QueueSize int
 	// Sinks, if set, receive the records in addition to the file sink.
 	Sinks []Sink
+	// Pause, if set, idles between calls, so each denial meets an idle
+	// agent (the common case: a denial now and then) rather than a hot one.
+	// Elapsed and Latency then count only the calls.
+	Pause time.Duration
 }
 
 // StormResult is what one storm measured.
@@ -136,14 +140,23 @@ func Storm(n int, opt StormOptions) (StormResult, error) {
 		}
 		t0 = time.Now()
 		for range n {
+			if opt.Pause > 0 {
+				time.Sleep(opt.Pause)
+				t0 = time.Now()
+			}
 			// Syscall, not RawSyscall: the call blocks until the agent
 			// answers, and a raw call would hold its P through a GC stop.
 			_, _, errno := unix.Syscall(unix.SYS_GETPPID, 0, 0, 0)
 			if (opt.Mode == ModeEnforce) != (errno == unix.EPERM) {
 				l.wrong++
 			}
+			if opt.Pause > 0 {
+				l.elapsed += time.Since(t0)
+			}
 		}
-		l.elapsed = time.Since(t0)
+		if opt.Pause <= 0 {
+			l.elapsed = time.Since(t0)
+		}
 	}()
 	l := <-done
 	cerr := a.Close()

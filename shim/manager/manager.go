@@ -161,6 +161,11 @@ func readAnnotations(path string) (map[string]string, error) {
 
 // Stop cleans up a container whose shim is gone ("shim delete"), from the
 // bundle (cwd is the bundle's sibling) and libcontainer's state alone.
+//
+// One shim serves a whole pod, but containerd runs "shim delete" only for the
+// task it started the shim with — the sandbox. So when the sandbox is cleaned
+// up, the pod's other containers are too: otherwise they would run on as
+// orphans while Kubernetes believes them exited.
 func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
@@ -170,17 +175,49 @@ func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	if err != nil {
 		return shim.StopStatus{}, err
 	}
-	bundle := filepath.Join(filepath.Dir(cwd), id)
-	pid, err := container.Cleanup(ctx, task.StateRoot(ns), id, bundle)
-	if err != nil {
-		log.G(ctx).WithError(err).WithField("container_id", id).Warn("cleanup")
+	dir := filepath.Dir(cwd)
+	// By the time containerd gets here it may have removed the members'
+	// bundles already, so they are found in libcontainer's state.
+	for member, bundle := range container.PodMembers(task.StateRoot(ns), id) {
+		cleanup(ctx, ns, bundle, member)
 	}
-	task.CleanupDead(ctx, ns, id, bundle)
+	pid := cleanup(ctx, ns, filepath.Join(dir, id), id)
+	// The dead shim's socket would otherwise stay behind (and block the
+	// next shim of a pod with the same sandbox ID).
+	if addr := shimAddress(filepath.Join(dir, id)); addr != "" && !shim.CanConnect(addr) {
+		_ = shim.RemoveSocket(addr)
+	}
 	return shim.StopStatus{
 		ExitedAt:   time.Now(),
 		ExitStatus: 128 + int(unix.SIGKILL),
 		Pid:        pid,
 	}, nil
+}
+
+// shimAddress reads the shim address containerd recorded in a bundle.
+func shimAddress(bundle string) string {
+	data, err := os.ReadFile(filepath.Join(bundle, "bootstrap.json"))
+	if err != nil {
+		return ""
+	}
+	var b struct {
+		Address string `json:"address"`
+	}
+	if json.Unmarshal(data, &b) != nil {
+		return ""
+	}
+	return b.Address
+}
+
+// cleanup removes one container's processes, mounts, cgroup and state, and
+// what stockade held for it; it returns the init pid it had.
+func cleanup(ctx context.Context, ns, bundle, id string) int {
+	pid, err := container.Cleanup(ctx, task.StateRoot(ns), id, bundle)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("container_id", id).Warn("cleanup")
+	}
+	task.CleanupDead(ctx, ns, id, bundle)
+	return pid
 }
 
 // Info reports the runtime's version and OCI features.
