@@ -1,13 +1,108 @@
 package config
 
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+)
+
 // Denials is the [denials] section. Owned by the denial-streaming feature.
+//
+// Every key here is node configuration: nothing a pod or an image carries can
+// choose a sink, a path or a limit, because the sink writes as root on the host.
 type Denials struct {
 	// Enabled streams seccomp denials to the sink.
 	Enabled bool `toml:"enabled"`
-	// Dir is the root of the per-pod JSON-lines sink.
+	// Dir is the root of the per-pod JSON-lines sink
+	// (<dir>/<namespace>_<pod>_<pod-uid>/<container>.log).
 	Dir string `toml:"dir"`
+	// MaxFileBytes bounds one container's log file before it is rotated,
+	// like kubelet's containerLogMaxSize.
+	MaxFileBytes int64 `toml:"max_file_bytes"`
+	// MaxFiles is how many files (the live one plus rotated ones) are kept per
+	// container, like kubelet's containerLogMaxFiles.
+	MaxFiles int `toml:"max_files"`
+	// AggregateWindow folds repeats of one syscall in one container into a
+	// single record per window (Go duration, "0" disables folding).
+	AggregateWindow string `toml:"aggregate_window"`
+	// QueueSize bounds the records waiting for the sinks; past it records are
+	// dropped, counted, and reported as gap records.
+	QueueSize int `toml:"queue_size"`
+	// Syslog additionally sends every record to the local syslog daemon.
+	Syslog bool `toml:"syslog"`
+	// Socket, when set, is a unix datagram socket of a node agent that
+	// receives every record as one JSON datagram.
+	Socket string `toml:"socket"`
 }
 
-func defaultDenials() Denials { return Denials{Enabled: true, Dir: "/var/log/stockade"} }
+// Denials defaults, exported so documentation and tests agree with the code.
+const (
+	DefaultDenialsDir          = "/var/log/stockade"
+	DefaultDenialsMaxFileBytes = 10 << 20
+	DefaultDenialsMaxFiles     = 5
+	DefaultDenialsWindow       = "1s"
+	DefaultDenialsQueueSize    = 8192
+)
 
-func (d *Denials) validate() error { return nil }
+// Limits that keep a typo (an extra zero) from turning the sink into a
+// memory or disk hazard on the node.
+const (
+	minDenialsFileBytes = 4 << 10
+	maxDenialsQueueSize = 1 << 20
+	maxDenialsWindow    = time.Hour
+	maxDenialsFiles     = 100
+	// maxSocketPath is sizeof(sun_path) minus the terminating NUL.
+	maxSocketPath = 107
+)
+
+func defaultDenials() Denials {
+	return Denials{
+		Enabled:         true,
+		Dir:             DefaultDenialsDir,
+		MaxFileBytes:    DefaultDenialsMaxFileBytes,
+		MaxFiles:        DefaultDenialsMaxFiles,
+		AggregateWindow: DefaultDenialsWindow,
+		QueueSize:       DefaultDenialsQueueSize,
+	}
+}
+
+// Window returns the parsed aggregation window. It is only meaningful on a
+// validated config; an unparsable value yields the default.
+func (d *Denials) Window() time.Duration {
+	w, err := time.ParseDuration(d.AggregateWindow)
+	if err != nil {
+		w, _ = time.ParseDuration(DefaultDenialsWindow)
+	}
+	return w
+}
+
+func (d *Denials) validate() error {
+	if !filepath.IsAbs(d.Dir) || filepath.Clean(d.Dir) == "/" {
+		return fmt.Errorf("key denials.dir: must be an absolute path other than /, got %q", d.Dir)
+	}
+	if d.MaxFileBytes < minDenialsFileBytes {
+		return fmt.Errorf("key denials.max_file_bytes: must be at least %d, got %d", minDenialsFileBytes, d.MaxFileBytes)
+	}
+	if d.MaxFiles < 1 || d.MaxFiles > maxDenialsFiles {
+		return fmt.Errorf("key denials.max_files: must be between 1 and %d, got %d", maxDenialsFiles, d.MaxFiles)
+	}
+	w, err := time.ParseDuration(d.AggregateWindow)
+	if err != nil {
+		return fmt.Errorf("key denials.aggregate_window: %w", err)
+	}
+	if w < 0 || w > maxDenialsWindow {
+		return fmt.Errorf("key denials.aggregate_window: must be between 0 and %s, got %s", maxDenialsWindow, w)
+	}
+	if d.QueueSize < 1 || d.QueueSize > maxDenialsQueueSize {
+		return fmt.Errorf("key denials.queue_size: must be between 1 and %d, got %d", maxDenialsQueueSize, d.QueueSize)
+	}
+	if d.Socket != "" {
+		if !filepath.IsAbs(d.Socket) {
+			return fmt.Errorf("key denials.socket: must be an absolute path, got %q", d.Socket)
+		}
+		if len(d.Socket) > maxSocketPath {
+			return fmt.Errorf("key denials.socket: longer than %d bytes (a unix socket path limit)", maxSocketPath)
+		}
+	}
+	return nil
+}
