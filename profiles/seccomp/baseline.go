@@ -140,8 +140,9 @@ var capGroups = []capGroup{
 	{[]string{"CAP_SYSLOG", "CAP_SYS_ADMIN"}, names(`syslog`)},
 }
 
-// hardDenied are denied for every container, whatever its capabilities, its
-// pod profile or its mode: complain mode still returns EPERM for them.
+// hardDenied are denied for every container, whatever its capabilities or
+// its pod profile. Enforce mode fails them with EPERM; complain mode, like
+// every denial, allows and logs them.
 // Each is kernel attack surface with a record of container escapes that
 // workloads do not need.
 var hardDenied = names(

@@ -16,12 +16,14 @@
 //
 // # Hardening beyond RuntimeDefault
 //
-//   - Hard-denied for every container, in every mode: io_uring_setup/enter/
-//     register, userfaultfd, add_key/keyctl/request_key, kexec_load/
-//     kexec_file_load, modify_ldt, and socket(AF_ALG) and socket(AF_VSOCK)
-//     (32-bit x86 programs can still reach any family through socketcall,
-//     whose arguments seccomp cannot read; RuntimeDefault allows it too, as
-//     32-bit libcs need it).
+//   - Hard-denied for every container, whatever its capabilities or pod
+//     profile: io_uring_setup/enter/register, userfaultfd, add_key/keyctl/
+//     request_key, kexec_load/kexec_file_load, modify_ldt, and
+//     socket(AF_ALG) and socket(AF_VSOCK) (32-bit x86 programs can still
+//     reach any family through socketcall, whose arguments seccomp cannot
+//     read; RuntimeDefault allows it too, as 32-bit libcs need it). Enforce
+//     mode fails them with EPERM; complain mode, like every other denial,
+//     lets them run and logs them (see Modes).
 //   - clone3 always fails with ENOSYS, so libcs fall back to clone, whose
 //     flags seccomp can read (RuntimeDefault allows clone3 with
 //     CAP_SYS_ADMIN).
@@ -64,13 +66,17 @@
 //
 // # Modes
 //
-// Enforce denies with EPERM and logs. Complain turns policy denials into
-// SCMP_ACT_LOG (the call runs and is logged) but keeps the hard-denied set
-// at EPERM: complain mode may be granted to pods by annotation and must not
-// open the syscalls no container should reach. The default action stays
-// ENOSYS in both modes: a syscall the profile has never reviewed is not
-// allowed by a mode meant to observe the reviewed ones, and libcs already
-// cope with ENOSYS.
+// Enforce denies with EPERM and logs. Complain turns every denial, hard or
+// policy, into SCMP_ACT_LOG: the call runs and is logged, so an operator
+// can see everything a workload needs before enforcing. The hard-denied
+// set is therefore open in complain mode; complain mode is the operator's
+// choice (the node's mode, or a pod's annotation only where the node's
+// seccomp.allow_mode_annotation permits it). Hard denials are still
+// explicit rules, so denial streaming reports them like any other. The
+// clone3 rule stays ERRNO/ENOSYS and the default action stays ENOSYS in
+// both modes: a syscall the profile has never reviewed is not allowed by a
+// mode meant to observe the reviewed ones, and libcs already cope with
+// ENOSYS.
 //
 // # Pod profiles
 //

@@ -98,9 +98,11 @@ func podSeed(def specs.LinuxSeccompAction, critical bool, rules ...fuzzRule) []b
 // FuzzGenerate: for any capabilities, mode, arch and pod profile, Generate
 // either refuses with a typed error or returns a profile that libseccomp
 // compiles within the kernel's size limit, that keeps the rule shape, never
-// allows (or merely logs) a hard-denied call, always allows what runc's
-// init needs, never allows more than the baseline, and whose BPF agrees
-// with Evaluate.
+// allows (or merely logs) a hard-denied call in enforce mode and always
+// logs one in complain mode (an explicit rule for every argument value,
+// checked by checkShape, and on the BPF), always allows what runc's init
+// needs, never allows more than the baseline, and whose BPF agrees with
+// Evaluate.
 func FuzzGenerate(f *testing.F) {
 	defaultBits := uint64(0)
 	for i, c := range allCaps {
@@ -163,10 +165,18 @@ func FuzzGenerate(f *testing.F) {
 					if got == retAllow && expected(base, a, name, args) != retAllow {
 						t.Fatalf("%s %s(%#x): allowed, but the baseline denies it", a.name, name, args[0])
 					}
-					hard := slices.Contains(hardDenied, name) || name == "clone3" ||
+					hard := slices.Contains(hardDenied, name) ||
 						(name == "socket" && (uint32(args[0]) == unix.AF_ALG || uint32(args[0]) == unix.AF_VSOCK) && (a.bits32 || args[0] <= 0xffffffff))
-					if hard && (got == retAllow || got == retLog) {
-						t.Fatalf("%s %s(%#x): hard-denied call returns %#x", a.name, name, args[0], got)
+					switch {
+					case name == "clone3":
+						// Not a denial: ENOSYS in both modes.
+						if got != retENOSYS {
+							t.Fatalf("%s clone3: %#x, want ENOSYS", a.name, got)
+						}
+					case hard && mode == ModeEnforce && got != retEPERM:
+						t.Fatalf("%s %s(%#x): hard-denied call returns %#x, want EPERM", a.name, name, args[0], got)
+					case hard && mode == ModeComplain && got != retLog && got != retEPERM:
+						t.Fatalf("%s %s(%#x): hard-denied call returns %#x in complain mode, want it logged", a.name, name, args[0], got)
 					}
 					if slices.Contains(runcCritical, name) && got != retAllow {
 						t.Fatalf("%s %s: runc's init needs it, got %#x", a.name, name, got)

@@ -16,8 +16,7 @@ type Mode string
 const (
 	// ModeEnforce fails denied calls with EPERM (and logs them).
 	ModeEnforce Mode = "enforce"
-	// ModeComplain lets denied calls run and logs them, except the
-	// hard-denied set, which still fails with EPERM.
+	// ModeComplain lets every denied call run and logs it.
 	ModeComplain Mode = "complain"
 )
 
@@ -140,8 +139,9 @@ type verdict struct {
 	// enosys marks clone3: every call fails with ENOSYS.
 	enosys bool
 	// allowed, hard and policy are disjoint and cover every call: hard
-	// denials fail with EPERM in every mode, policy denials fail with EPERM
-	// when enforcing and are logged when complaining.
+	// and policy denials fail with EPERM when enforcing and are allowed
+	// and logged when complaining. Hard denials are those no capability
+	// or pod profile can lift.
 	allowed, hard, policy set
 }
 

@@ -2,6 +2,7 @@ package seccomp
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -74,12 +75,13 @@ func checkShape(t *testing.T, p *specs.LinuxSeccomp, arch string, mode Mode) {
 		default:
 			t.Errorf("syscalls[%d]: unexpected action %s/%v", i, r.Action, r.ErrnoRet)
 		}
+		// Complain mode allows and logs every denial, hard or policy; enforce
+		// mode logs none without failing it.
 		if mode == ModeComplain && r.Action == specs.ActErrno && *r.ErrnoRet == DenyErrno {
-			for _, n := range r.Names {
-				if !slices.Contains(hardDenied, n) && !(n == "socket" && len(r.Args) > 0) {
-					t.Errorf("complain mode: %s is enforced but not hard-denied", n)
-				}
-			}
+			t.Errorf("syscalls[%d]: complain mode has an enforced (EPERM) rule for %v", i, r.Names)
+		}
+		if mode == ModeEnforce && r.Action == specs.ActLog {
+			t.Errorf("syscalls[%d]: enforce mode has a LOG rule for %v", i, r.Names)
 		}
 		seen := map[uint]bool{}
 		for _, a := range r.Args {
@@ -117,11 +119,78 @@ func checkShape(t *testing.T, p *specs.LinuxSeccomp, arch string, mode Mode) {
 			t.Errorf("%s has no explicit rule", n)
 		}
 	}
+	// Hard denials are explicit deny rules for every argument value: EPERM
+	// when enforcing, LOG when complaining. Never allowed, never left to
+	// the default action, always visible to denial streaming.
+	hardAct := func(r specs.LinuxSyscall) bool { return r.Action == specs.ActErrno && *r.ErrnoRet == DenyErrno }
+	if mode == ModeComplain {
+		hardAct = func(r specs.LinuxSyscall) bool { return r.Action == specs.ActLog }
+	}
 	for _, n := range hardDenied {
-		if r, ok := unconditional[n]; ok && !(r.Action == specs.ActErrno && *r.ErrnoRet == DenyErrno) {
-			t.Errorf("hard-denied %s has action %s", n, r.Action)
+		if knownSyscalls[n]&fam == 0 {
+			continue
+		}
+		if err := alwaysDenied(p, n, nil, hardAct); err != nil {
+			t.Errorf("%s: hard-denied %s: %v", mode, n, err)
 		}
 	}
+	for _, af := range []uint32{unix.AF_ALG, unix.AF_VSOCK} {
+		if err := alwaysDenied(p, "socket", &af, hardAct); err != nil {
+			t.Errorf("%s: hard-denied socket(%d): %v", mode, af, err)
+		}
+	}
+}
+
+// alwaysDenied checks, on the rules alone, that every call of name whose
+// argument 0 is *arg0 (upper half zero; nil: any argument) with any other
+// arguments matches an explicit deny rule with an action want accepts, and
+// no rule of another action. Generated rules for one syscall are disjoint,
+// so libseccomp's arbitrary ordering cannot let another rule win. It relies
+// on checkShape's check that no rule compares an argument twice.
+func alwaysDenied(p *specs.LinuxSeccomp, name string, arg0 *uint32, want func(specs.LinuxSyscall) bool) error {
+	// onlyArg0Matches reports whether r's conditions are all on argument 0
+	// and all hold for *arg0, so r matches whatever the other arguments.
+	onlyArg0Matches := func(r specs.LinuxSyscall) bool {
+		if arg0 == nil {
+			return len(r.Args) == 0
+		}
+		for _, c := range r.Args {
+			if c.Index != 0 || !compare(c, uint64(*arg0)) {
+				return false
+			}
+		}
+		return true
+	}
+	// mayMatch reports whether r matches some call with *arg0: its
+	// conditions on argument 0 hold (the others may be satisfiable).
+	mayMatch := func(r specs.LinuxSyscall) bool {
+		if arg0 == nil {
+			return true
+		}
+		for _, c := range r.Args {
+			if c.Index == 0 && !compare(c, uint64(*arg0)) {
+				return false
+			}
+		}
+		return true
+	}
+	covered := false
+	for i, r := range p.Syscalls {
+		if !slices.Contains(r.Names, name) {
+			continue
+		}
+		if IsExplicitDeny(r) && want(r) {
+			covered = covered || onlyArg0Matches(r)
+			continue
+		}
+		if mayMatch(r) {
+			return fmt.Errorf("syscalls[%d] (%s) may match it", i, r.Action)
+		}
+	}
+	if !covered {
+		return errors.New("no explicit deny rule with the mode's action covers every call")
+	}
+	return nil
 }
 
 // TestVerdicts spot-checks what the profile does with particular calls.
@@ -153,8 +222,12 @@ func TestVerdicts(t *testing.T) {
 		{"default", ModeEnforce, "socket", [6]uint64{unix.AF_CAN}, eperm},
 		{"default", ModeComplain, "socket", [6]uint64{unix.AF_CAN}, log},
 		{"default", ModeEnforce, "socket", [6]uint64{unix.AF_ALG}, eperm},
-		{"default", ModeComplain, "socket", [6]uint64{unix.AF_ALG}, eperm},
-		{"sysadmin", ModeComplain, "socket", [6]uint64{unix.AF_VSOCK}, eperm},
+		{"sysadmin", ModeEnforce, "socket", [6]uint64{unix.AF_ALG}, eperm},
+		{"sysadmin", ModeEnforce, "socket", [6]uint64{unix.AF_VSOCK, unix.SOCK_STREAM}, eperm},
+		{"default", ModeComplain, "socket", [6]uint64{unix.AF_ALG}, log},
+		{"sysadmin", ModeComplain, "socket", [6]uint64{unix.AF_VSOCK}, log},
+		{"default", ModeComplain, "socket", [6]uint64{1<<32 | unix.AF_ALG}, log},
+		{"default", ModeComplain, "socket", [6]uint64{unix.AF_INET}, allow},
 		{"default", ModeEnforce, "socket", [6]uint64{unix.AF_MAX}, eperm},
 		{"default", ModeEnforce, "socket", [6]uint64{1<<32 | unix.AF_INET}, eperm},
 		{"default", ModeEnforce, "personality", [6]uint64{0}, allow},
@@ -164,7 +237,15 @@ func TestVerdicts(t *testing.T) {
 		{"default", ModeEnforce, "personality", [6]uint64{0xfffffffe}, eperm},
 		{"default", ModeEnforce, "personality", [6]uint64{0xffffffffffffffff}, eperm},
 		{"default", ModeEnforce, "io_uring_setup", [6]uint64{}, eperm},
-		{"sysadmin", ModeComplain, "io_uring_setup", [6]uint64{}, eperm},
+		{"sysadmin", ModeEnforce, "io_uring_setup", [6]uint64{}, eperm},
+		{"default", ModeComplain, "io_uring_setup", [6]uint64{}, log},
+		{"sysadmin", ModeComplain, "io_uring_setup", [6]uint64{}, log},
+		{"default", ModeComplain, "userfaultfd", [6]uint64{}, log},
+		{"default", ModeComplain, "kexec_load", [6]uint64{}, log},
+		{"default", ModeComplain, "modify_ldt", [6]uint64{}, log},
+		{"default", ModeComplain, "clone3", [6]uint64{}, enosys},
+		{"default", ModeComplain, "no_such_syscall", [6]uint64{}, enosys},
+		{"default", ModeComplain, "read", [6]uint64{}, allow},
 		{"default", ModeComplain, "mount", [6]uint64{}, log},
 		{"sysadmin", ModeEnforce, "mount", [6]uint64{}, allow},
 		{"default", ModeEnforce, "ptrace", [6]uint64{}, eperm},
@@ -172,7 +253,10 @@ func TestVerdicts(t *testing.T) {
 		{"default", ModeEnforce, "bpf", [6]uint64{}, eperm},
 		{"sysadmin", ModeEnforce, "bpf", [6]uint64{}, allow},
 		{"default", ModeEnforce, "keyctl", [6]uint64{}, eperm},
+		{"default", ModeComplain, "keyctl", [6]uint64{}, log},
 		{"default", ModeEnforce, "userfaultfd", [6]uint64{}, eperm},
+		{"sysadmin", ModeEnforce, "kexec_load", [6]uint64{}, eperm},
+		{"sysadmin", ModeEnforce, "modify_ldt", [6]uint64{}, eperm},
 	}
 	for _, c := range cases {
 		p := mustGenerate(t, specWith(capSets[c.caps]), Policy{Arch: "amd64", Mode: c.mode})

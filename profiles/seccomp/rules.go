@@ -8,7 +8,7 @@ import (
 //
 //  1. one SCMP_ACT_ALLOW rule naming every unconditionally allowed syscall;
 //  2. one explicit deny rule for the unconditionally hard-denied syscalls
-//     (SCMP_ACT_ERRNO, errnoRet EPERM, in both modes);
+//     (SCMP_ACT_ERRNO/EPERM when enforcing, SCMP_ACT_LOG when complaining);
 //  3. one explicit deny rule for the unconditionally policy-denied syscalls
 //     (SCMP_ACT_ERRNO/EPERM when enforcing, SCMP_ACT_LOG when complaining);
 //  4. clone3 with SCMP_ACT_ERRNO/ENOSYS, in both modes — not a denial;
@@ -23,12 +23,15 @@ func emit(vs []verdict, mode Mode) []specs.LinuxSyscall {
 		errno := DenyErrno
 		return specs.LinuxSyscall{Names: names, Action: specs.ActErrno, ErrnoRet: &errno, Args: args}
 	}
-	policyRule := hardRule
+	// Complain mode is the operator's choice (a pod can only ask for it
+	// where node config allows): it allows and logs every denial, hard or
+	// policy, so that what a workload needs can be seen before enforcing.
 	if mode == ModeComplain {
-		policyRule = func(names []string, args []specs.LinuxSeccompArg) specs.LinuxSyscall {
+		hardRule = func(names []string, args []specs.LinuxSeccompArg) specs.LinuxSyscall {
 			return specs.LinuxSyscall{Names: names, Action: specs.ActLog, Args: args}
 		}
 	}
+	policyRule := hardRule
 	var allowed, hard, policy, enosys []string
 	var conditional []specs.LinuxSyscall
 	for _, v := range vs {

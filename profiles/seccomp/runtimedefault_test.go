@@ -31,7 +31,9 @@ func argVectors(name string) [][6]uint64 {
 		for fam := uint64(0); fam <= 64; fam++ {
 			vs = append(vs, [6]uint64{fam, unix.SOCK_STREAM})
 		}
-		vs = append(vs, [6]uint64{0x7fffffff}, [6]uint64{1<<32 | unix.AF_INET}, [6]uint64{1<<32 | unix.AF_ALG})
+		vs = append(vs, [6]uint64{0x7fffffff}, [6]uint64{1<<32 | unix.AF_INET}, [6]uint64{1<<32 | unix.AF_ALG},
+			[6]uint64{unix.AF_ALG, ^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)},
+			[6]uint64{unix.AF_VSOCK, 1 << 40, 0xffffffff, 1, 2, 3})
 	case "personality":
 		vs = append(vs, [6]uint64{perLinux32}, [6]uint64{uname26}, [6]uint64{perLinux32 | uname26}, [6]uint64{0xfffffffe}, [6]uint64{1<<32 | 8})
 		for b := uint64(1); b < 1<<32; b <<= 1 {
@@ -44,10 +46,13 @@ func argVectors(name string) [][6]uint64 {
 // TestNeverLooserThanRuntimeDefault is the key property: for every syscall
 // libseccomp knows on every ABI a profile covers, for no capabilities,
 // containerd's default set and that set plus CAP_SYS_ADMIN, the compiled
-// stockade filter never allows a call the compiled RuntimeDefault filter
-// denies. It also checks the rule shape on the real BPF: known syscalls are
-// allowed or get EPERM from an explicit rule, clone3 and unknown numbers get
-// ENOSYS, and libseccomp's compilation agrees with Evaluate.
+// stockade filter (enforce mode) never allows a call the compiled
+// RuntimeDefault filter denies. It also checks the rule shape on the real
+// BPF: known syscalls are allowed or get EPERM from an explicit rule, clone3
+// and unknown numbers get ENOSYS, and libseccomp's compilation agrees with
+// Evaluate. The complain-mode filter allows without logging exactly what
+// enforce mode allows, logs every other known call (hard denials included)
+// and returns ENOSYS for clone3 and unknown numbers, like enforce mode.
 func TestNeverLooserThanRuntimeDefault(t *testing.T) {
 	for _, goarch := range []string{"amd64", "arm64"} {
 		abis := families[goarch]
@@ -86,6 +91,11 @@ func TestNeverLooserThanRuntimeDefault(t *testing.T) {
 							if e := expected(complain, a, name, args); c != e || (o == retAllow) != (c == retAllow) {
 								t.Errorf("%s %s(%#x): complain BPF %#x, Evaluate %#x, enforce %#x", a.name, name, args[0], c, e, o)
 							}
+							// What enforce mode denies, complain mode logs
+							// (clone3's ENOSYS is not a denial).
+							if wantC := map[uint32]uint32{retAllow: retAllow, retEPERM: retLog, retENOSYS: retENOSYS}[o]; c != wantC {
+								t.Errorf("%s %s(%#x): complain %#x, enforce %#x", a.name, name, args[0], c, o)
+							}
 						}
 					}
 					// Numbers libseccomp has no name for (syscalls newer than
@@ -97,6 +107,9 @@ func TestNeverLooserThanRuntimeDefault(t *testing.T) {
 							}
 							if got := oursF.run(a, nr, [6]uint64{}); got != retENOSYS {
 								t.Errorf("%s unknown syscall %d = %#x, want ENOSYS", a.name, nr, got)
+							}
+							if got := complainF.run(a, nr, [6]uint64{}); got != retENOSYS {
+								t.Errorf("%s unknown syscall %d = %#x in complain mode, want ENOSYS", a.name, nr, got)
 							}
 						}
 					}
