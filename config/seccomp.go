@@ -5,11 +5,14 @@ import "fmt"
 // Seccomp is the [seccomp] section. Owned by the seccomp feature.
 type Seccomp struct {
 	// Mode is the node default: "enforce" (deny and log) or "complain"
-	// (allow and log, except the hard-denied syscalls, which stay denied).
+	// (allow and log every denial).
 	Mode string `toml:"mode"`
 	// AllowModeAnnotation lets pods choose their mode with
-	// stockade.dev/seccomp-mode. Off by default: a pod could otherwise
-	// switch itself to complain mode.
+	// stockade.dev/seccomp-mode. Off by default, and to be turned on only
+	// where every pod is trusted: a pod in complain mode may use everything
+	// the profile denies (io_uring, userfaultfd, keyctl, AF_ALG, namespace
+	// creation, ...); the calls are logged, but io_uring's work, once set
+	// up, no longer passes through seccomp at all.
 	AllowModeAnnotation bool `toml:"allow_mode_annotation"`
 	// UnconfinedNamespaces lists Kubernetes namespaces whose pods may run
 	// without seccomp when they ask for Unconfined. Pods elsewhere that ask

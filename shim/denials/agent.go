@@ -376,6 +376,10 @@ func (a *Agent) handle(reg *registration, src source, n notification) {
 		a.stats.responseErrs.Add(1)
 		return
 	}
+	if isRuntimeProbe(n, comm) {
+		a.stats.runtimeProbes.Add(1)
+		return
+	}
 	if !a.agg.observe(key, now, n.pid, comm, exe, n.args) {
 		a.stats.folded.Add(1)
 		return

@@ -22,10 +22,11 @@
 //  3. answer exactly as the rule did before it was rewritten: an ERRNO/EPERM
 //     rule fails the syscall with EPERM, a LOG rule (complain mode) lets the
 //     kernel run it (SECCOMP_USER_NOTIF_FLAG_CONTINUE). The hooks step hands
-//     the original rules to the agent (WithVerdict), because a complain-mode
-//     profile still hard-denies some syscalls (or some arguments of one);
-//     without them the container's mode decides (enforce → EPERM, complain
-//     → continue), and a call no original rule matches fails with EPERM;
+//     the original rules to the agent (WithVerdict), so the answer follows
+//     the rule the call matched, whatever mixes of actions a profile (for
+//     instance one narrowed by a pod's own) may hold; without them the
+//     container's mode decides (enforce → EPERM, complain → continue), and
+//     a call no original rule matches fails with EPERM;
 //  4. only then build the record and offer it to a bounded queue.
 //
 // A delivery goroutine writes queued records to the sinks: JSON lines under

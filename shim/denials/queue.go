@@ -316,6 +316,7 @@ type counters struct {
 	delivered     atomic.Uint64
 	sinkErrors    atomic.Uint64
 	gaps          atomic.Uint64
+	runtimeProbes atomic.Uint64
 }
 
 // Stats is a snapshot of what the agent has seen and done.
@@ -336,6 +337,9 @@ type Stats struct {
 	SinkErrors uint64
 	// Gaps counts gap records written, summed over sinks.
 	Gaps uint64
+	// RuntimeProbes counts the runtime's own harmless probes answered but
+	// not recorded (see isRuntimeProbe).
+	RuntimeProbes uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -348,5 +352,6 @@ func (c *counters) snapshot() Stats {
 		Delivered:      c.delivered.Load(),
 		SinkErrors:     c.sinkErrors.Load(),
 		Gaps:           c.gaps.Load(),
+		RuntimeProbes:  c.runtimeProbes.Load(),
 	}
 }

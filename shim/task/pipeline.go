@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/mount"
@@ -13,6 +14,7 @@ import (
 	"github.com/stockade-dev/stockade/config"
 	"github.com/stockade-dev/stockade/hooks"
 	"github.com/stockade-dev/stockade/profiles/userns"
+	"github.com/stockade-dev/stockade/shim/denials"
 )
 
 // steps holds the pipeline steps the runtime talks to after Apply.
@@ -36,7 +38,33 @@ func buildPipeline(ctx context.Context, ns string, c *config.Config) (hooks.Pipe
 	if _, err := u.Reclaim(ctx, podAlive); err != nil {
 		log.G(ctx).WithError(err).Warn("reclaim userns ranges")
 	}
-	return hooks.Pipeline{u, hooks.NewSeccompStep(), hooks.NewAppArmorStep()}, st, nil, nil
+	var closers []func(context.Context)
+	agent := startDenialAgent(ctx, ns, c)
+	if agent != nil {
+		closers = append(closers, func(context.Context) { _ = agent.Close() })
+	}
+	// A nil agent makes the denials step a no-op: the profile still
+	// denies, only the records are off.
+	p := hooks.Pipeline{u, hooks.NewSeccompStep(), hooks.NewAppArmorStep(), hooks.NewDenialsStep(agent)}
+	return p, st, closers, nil
+}
+
+// startDenialAgent starts the shim's seccomp notification agent: one per
+// shim (so per pod), listening on a short filesystem socket that
+// libcontainer hands each container's notify fd to. A failure to start it
+// is logged once and leaves containers protected but unreported.
+func startDenialAgent(ctx context.Context, ns string, c *config.Config) *denials.Agent {
+	if !c.Denials.Enabled {
+		return nil
+	}
+	host, _ := os.Hostname()
+	agent, err := denials.New(c.Denials, host, denials.WithContext(ctx),
+		denials.WithSocketPath(denials.SocketPath(denials.DefaultSocketDir, ns+"-"+strconv.Itoa(os.Getpid()))))
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("denial streaming unavailable")
+		return nil
+	}
+	return agent
 }
 
 // podAlive keeps a lease while its shim lives or libcontainer still has
