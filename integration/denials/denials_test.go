@@ -1,0 +1,200 @@
+// Package denials tests stockade's seccomp profile and denial streaming end
+// to end: real containers call denied syscalls (through /bin/probe in the
+// test image), and the records in the per-pod sink are checked field by
+// field. These are stockade's own promises; under runc the tests skip.
+package denials
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/oci"
+
+	"github.com/stockade-dev/stockade/integration/harness"
+	"github.com/stockade-dev/stockade/shim/denials"
+)
+
+func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
+
+func stockadeEnv(t *testing.T) *harness.Env {
+	t.Helper()
+	env := harness.Get(t)
+	if env.Handler != harness.HandlerStockade {
+		t.Skipf("seccomp generation and denial streaming are stockade's; runtime under test is %s", env.Runtime)
+	}
+	return env
+}
+
+var seq struct {
+	sync.Mutex
+	n int
+}
+
+func newID(prefix string) string {
+	seq.Lock()
+	defer seq.Unlock()
+	seq.n++
+	return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), seq.n)
+}
+
+type buffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// run runs a script in a new busybox container and returns its id, exit
+// code and output.
+func run(t *testing.T, env *harness.Env, script string, opts ...oci.SpecOpts) (string, uint32, string) {
+	t.Helper()
+	ctx := env.Context()
+	id := newID("dn")
+	img, err := env.Client.GetImage(ctx, harness.BusyboxImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := env.Client.NewContainer(ctx, id, client.WithImage(img), client.WithNewSnapshot(id+"-snap", img), env.NewContainerOpts(),
+		client.WithNewSpec(append([]oci.SpecOpts{oci.WithImageConfig(img), oci.WithProcessArgs("sh", "-c", script)}, opts...)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(env.Context(), 30*time.Second)
+		defer cancel()
+		_ = c.Delete(ctx, client.WithSnapshotCleanup)
+	}()
+	var out buffer
+	task, err := c.NewTask(ctx, env.NewIO(nil, &out, &out))
+	if err != nil {
+		t.Fatalf("new task: %v", err)
+	}
+	sc, _ := task.Wait(ctx)
+	if err := task.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var st client.ExitStatus
+	select {
+	case st = <-sc:
+	case <-time.After(120 * time.Second):
+		t.Fatal("container did not exit in 120s")
+	}
+	if _, err := task.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return id, st.ExitCode(), out.String()
+}
+
+// logPath is where a standalone container's records go: the containerd
+// namespace stands for the Kubernetes one, the container for its pod.
+func logPath(env *harness.Env, dir, id string) string {
+	if dir == "" {
+		dir = env.LogDir
+	}
+	return denials.LogPath(dir, denials.Attribution{Namespace: harness.Namespace, Pod: id, PodUID: id, Container: id})
+}
+
+// records waits until the sink file holds records whose counts (plus gap
+// drops) add up to at least want, and returns them all.
+func records(t *testing.T, path string, want uint64) []denials.Record {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		rs := readRecords(t, path)
+		var total uint64
+		for _, r := range rs {
+			total += r.Count + r.Dropped
+		}
+		if total >= want || time.Now().After(deadline) {
+			return rs
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func readRecords(t *testing.T, path string) []denials.Record {
+	t.Helper()
+	var rs []denials.Record
+	files, _ := filepath.Glob(path + "*") // rotated files too
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(fh)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var r denials.Record
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				t.Errorf("%s: malformed record %q: %v", f, sc.Text(), err)
+				continue
+			}
+			rs = append(rs, r)
+		}
+		fh.Close()
+	}
+	return rs
+}
+
+// setDenials rewrites keys of the [denials] section (and adds a [seccomp]
+// section) of the node config for the rest of the test. Each standalone
+// container gets its own shim, which reads the file at its first create.
+func setNodeConfig(t *testing.T, env *harness.Env, denialsKeys, seccompSection string) {
+	t.Helper()
+	orig, err := os.ReadFile(env.NodeConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(orig)
+	if denialsKeys != "" {
+		if !strings.Contains(s, "[denials]\n") {
+			t.Fatal("node config has no [denials] section")
+		}
+		var kept []string
+		for _, line := range strings.Split(s, "\n") {
+			k, _, _ := strings.Cut(line, "=")
+			if strings.Contains(denialsKeys, strings.TrimSpace(k)+" =") && strings.TrimSpace(k) != "" {
+				continue // overridden below
+			}
+			kept = append(kept, line)
+		}
+		s = strings.Replace(strings.Join(kept, "\n"), "[denials]\n", "[denials]\n"+denialsKeys+"\n", 1)
+	}
+	if seccompSection != "" {
+		s += "\n[seccomp]\n" + seccompSection + "\n"
+	}
+	if err := os.WriteFile(env.NodeConfig, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.WriteFile(env.NodeConfig, orig, 0o644) })
+}
+
+// stockadeCLI runs bin/stockade with args.
+func stockadeCLI(t *testing.T, env *harness.Env, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(env.BinDir, "stockade"), args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("stockade %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
