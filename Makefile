@@ -27,7 +27,7 @@ IMAGE_PREFIX := docker.io/stockade-test
 IMAGES       := $(BIN)/images/busybox.tar $(BIN)/images/pause.tar $(BIN)/images/sysbench.tar
 BUSYBOX      := /bin/busybox
 
-.PHONY: build deps apt-deps containerd runc images test unit-test integration-test \
+.PHONY: build deps apt-deps containerd runc images test unit-test integration-test fuzz fuzz-smoke \
         vet demo bench bench-smoke clean distclean
 
 ## build ---------------------------------------------------------------------
@@ -111,6 +111,7 @@ $(BIN)/images/sysbench.tar: $(BIN)/hack/mkimage $(BIN)/hack/sysbench
 test: deps build images
 	@rc=0; \
 	$(MAKE) --no-print-directory unit-test || rc=1; \
+	$(MAKE) --no-print-directory fuzz-smoke || rc=1; \
 	$(MAKE) --no-print-directory integration-test || rc=1; \
 	exit $$rc
 
@@ -125,6 +126,18 @@ integration-test:
 	@echo "--- the Task API and CRI contract suites again, with containerd-shim-runc-v2 + runc"
 	STOCKADE_TEST_RUNTIME=runc STOCKADE_STRESS_COUNT=200 \
 		$(GO) test -tags $(TAGS) -p 1 -count=1 -timeout 20m ./integration/task/ ./integration/cri/
+
+# Every fuzz target for a few seconds (their seeds already run as unit
+# tests). Longer runs: make fuzz FUZZTIME=10m.
+FUZZTIME ?= 5s
+FUZZ_TARGETS := ./config:FuzzParse ./hooks:FuzzParseAnnotations ./hooks:FuzzSpecPipeline \
+	./profiles/seccomp:FuzzGenerate ./profiles/apparmor:FuzzRender
+fuzz-smoke fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
 
 vet:
 	$(GO) vet -tags $(TAGS) ./...
