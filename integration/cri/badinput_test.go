@@ -1,6 +1,7 @@
 package cri
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -55,11 +56,27 @@ func TestBadPodAnnotations(t *testing.T) {
 }
 
 // TestAllowedAnnotationRuns is the control for TestBadPodAnnotations: a
-// valid stockade.dev/* annotation does not stop a pod.
+// valid stockade.dev/* annotation is refused, naming the node config key,
+// unless the node allows it, and then does not stop a pod.
 func TestAllowedAnnotationRuns(t *testing.T) {
 	env := harness.Get(t)
 	stockadeOnly(t, env)
-	p, err := runPod(t, env, podConfig(env, uniqueName(t, ""), map[string]string{"stockade.dev/seccomp-mode": "enforce"}))
+	ann := map[string]string{"stockade.dev/seccomp-mode": "complain"}
+	if _, err := runPod(t, env, podConfig(env, uniqueName(t, "refused"), ann)); err == nil ||
+		!strings.Contains(err.Error(), "seccomp.allow_mode_annotation") {
+		t.Fatalf("mode annotation on a node that does not allow it: %v", err)
+	}
+	// Each pod has a shim of its own, which reads the node config when the
+	// pod's sandbox is created.
+	orig, err := os.ReadFile(env.NodeConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(env.NodeConfig, append(append([]byte{}, orig...), "\n[seccomp]\nallow_mode_annotation = true\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer os.WriteFile(env.NodeConfig, orig, 0o644)
+	p, err := runPod(t, env, podConfig(env, uniqueName(t, ""), ann))
 	if err != nil {
 		t.Fatal(err)
 	}

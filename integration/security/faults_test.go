@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/typeurl/v2"
 
 	"github.com/stockade-dev/stockade/integration/harness"
+	"github.com/stockade-dev/stockade/shim/denials"
 )
 
 // TestContainerdRestart: containerd goes away while containers run and one
@@ -26,7 +27,9 @@ func TestContainerdRestart(t *testing.T) {
 	env := harness.Get(t)
 	ctx := env.Context()
 	runner, _ := startLong(t, env)
-	exiter := newContainer(t, env, newID("exiter"), []string{"sh", "-c", "sleep 2; exit 17"})
+	// It makes a denied call while containerd is down: the record must
+	// still reach the sink (the shim, not containerd, writes it).
+	exiter := newContainer(t, env, newID("exiter"), []string{"sh", "-c", "sleep 2; probe keyctl; exit 17"})
 	task, err := exiter.NewTask(ctx, cio.NullIO)
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +64,12 @@ func TestContainerdRestart(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("no exit status after containerd restart")
+	}
+	if env.Handler == harness.HandlerStockade {
+		log := denials.LogPath(env.LogDir, denials.Attribution{Namespace: harness.Namespace, Pod: exiter.ID(), PodUID: exiter.ID(), Container: exiter.ID()})
+		if !waitFile(log) {
+			t.Errorf("denial made while containerd was down is missing from %s", log)
+		}
 	}
 	c, err = env.Client.LoadContainer(ctx, runner.ID())
 	if err != nil {

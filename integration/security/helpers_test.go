@@ -145,3 +145,13 @@ func execIn(t *testing.T, env *harness.Env, task client.Task, mutate func(*specs
 	}
 	return 0, "", nil
 }
+
+// waitFile waits up to 10s for path to exist and be non-empty.
+func waitFile(path string) bool {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+			return true
+		}
+	}
+	return false
+}

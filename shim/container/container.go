@@ -34,6 +34,9 @@ type Config struct {
 	OnExit func(c *Container, p *Process)
 	// OnOOM is called when the kernel OOM-kills in the container's cgroup.
 	OnOOM func(c *Container)
+	// ExitBarrier, if set, is called before an exit is recorded; it returns
+	// once no Start or StartExec is in flight.
+	ExitBarrier func()
 }
 
 // Container is one running (or created, or stopped) container.

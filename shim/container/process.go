@@ -100,6 +100,11 @@ func (p *Process) watch(ctx context.Context, onExit func(*Process)) {
 	} else if err != nil {
 		log.G(ctx).WithError(err).WithField("pid", p.Pid()).Warn("wait for process")
 	}
+	// An exit is recorded only once a Start in flight has returned, so a
+	// process that exits at once never appears to finish before it started.
+	if b := p.c.cfg.ExitBarrier; b != nil {
+		b()
+	}
 	p.mu.Lock()
 	p.exitStatus = status
 	p.exitedAt = time.Now()

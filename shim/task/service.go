@@ -189,6 +189,10 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		OnOOM: func(c *container.Container) {
 			s.send(&eventstypes.TaskOOM{ContainerID: c.ID})
 		},
+		ExitBarrier: func() {
+			s.lifecycleMu.Lock()
+			s.lifecycleMu.Unlock() //nolint:staticcheck // a barrier, not a critical section
+		},
 	})
 	if err != nil {
 		return nil, err
