@@ -122,10 +122,12 @@ unit-test:
 # Each integration package starts its own containerd; -p 1 keeps two from
 # competing for the 2 cores and for cgroups.
 integration-test:
-	$(GO) test -tags $(TAGS) -p 1 -count=1 -timeout 40m ./integration/...
-	@echo "--- the Task API and CRI contract suites again, with containerd-shim-runc-v2 + runc"
+	@rc=0; \
+	$(GO) test -tags $(TAGS) -p 1 -count=1 -timeout 40m ./integration/... || rc=1; \
+	echo "--- the Task API and CRI contract suites again, with containerd-shim-runc-v2 + runc"; \
 	STOCKADE_TEST_RUNTIME=runc STOCKADE_STRESS_COUNT=200 \
-		$(GO) test -tags $(TAGS) -p 1 -count=1 -timeout 20m ./integration/task/ ./integration/cri/
+		$(GO) test -tags $(TAGS) -p 1 -count=1 -timeout 20m ./integration/task/ ./integration/cri/ || rc=1; \
+	exit $$rc
 
 # Every fuzz target for a few seconds (their seeds already run as unit
 # tests). Longer runs: make fuzz FUZZTIME=10m.

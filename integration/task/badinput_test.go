@@ -2,6 +2,7 @@ package task
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
@@ -126,11 +127,22 @@ func TestBadInputKillAndExecAfterDelete(t *testing.T) {
 func shimClient(t *testing.T, env *harness.Env, id string) (taskAPI.TTRPCTaskService, string) {
 	t.Helper()
 	bundle := filepath.Join(env.Dir, "state", "io.containerd.runtime.v2.task", harness.Namespace, id)
-	addr, err := os.ReadFile(filepath.Join(bundle, "address"))
-	if err != nil {
-		t.Fatalf("shim address: %v", err)
+	// containerd 2.x records the shim's address in bootstrap.json (older
+	// versions wrote a plain "address" file).
+	var boot struct {
+		Address string `json:"address"`
 	}
-	path := strings.TrimPrefix(strings.TrimSpace(string(addr)), "unix://")
+	if data, err := os.ReadFile(filepath.Join(bundle, "bootstrap.json")); err == nil {
+		_ = json.Unmarshal(data, &boot)
+	}
+	if boot.Address == "" {
+		data, err := os.ReadFile(filepath.Join(bundle, "address"))
+		if err != nil {
+			t.Fatalf("shim address: no bootstrap.json or address in %s: %v", bundle, err)
+		}
+		boot.Address = strings.TrimSpace(string(data))
+	}
+	path := strings.TrimPrefix(boot.Address, "unix://")
 	conn, err := net.DialTimeout("unix", path, 5*time.Second)
 	if err != nil {
 		t.Fatalf("dial shim: %v", err)
