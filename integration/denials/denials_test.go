@@ -8,12 +8,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,40 +27,13 @@ func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
 func stockadeEnv(t *testing.T) *harness.Env {
 	t.Helper()
 	env := harness.Get(t)
-	if env.Handler != harness.HandlerStockade {
-		t.Skipf("seccomp generation and denial streaming are stockade's; runtime under test is %s", env.Runtime)
-	}
+	env.RequireStockade(t)
 	return env
 }
 
-var seq struct {
-	sync.Mutex
-	n int
-}
+var newID = harness.NewID
 
-func newID(prefix string) string {
-	seq.Lock()
-	defer seq.Unlock()
-	seq.n++
-	return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), seq.n)
-}
-
-type buffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+type buffer = harness.Buffer
 
 // run runs a script in a new busybox container and returns its id, exit
 // code and output.

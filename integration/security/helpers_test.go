@@ -6,10 +6,7 @@ package security
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,34 +20,9 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
 
-var seq struct {
-	sync.Mutex
-	n int
-}
+var newID = harness.NewID
 
-func newID(prefix string) string {
-	seq.Lock()
-	defer seq.Unlock()
-	seq.n++
-	return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), seq.n)
-}
-
-type buffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+type buffer = harness.Buffer
 
 // newContainer creates a busybox container; it is removed when the test ends.
 func newContainer(t *testing.T, env *harness.Env, id string, args []string, opts ...oci.SpecOpts) client.Container {

@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,40 +17,15 @@ import (
 	"github.com/stockade-dev/stockade/integration/harness"
 )
 
-// safeBuffer is a bytes.Buffer that the stdio copy goroutines may write
-// while the test reads.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type safeBuffer = harness.Buffer
 
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var idSeq struct {
-	sync.Mutex
-	n int
-}
-
-// newID returns a container ID unique to this test run.
+// newID returns a container ID unique to this test run, named after the test.
 func newID(t testing.TB) string {
-	idSeq.Lock()
-	defer idSeq.Unlock()
-	idSeq.n++
 	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
 	if len(name) > 40 {
 		name = name[:40]
 	}
-	return fmt.Sprintf("%s-%d-%d", name, os.Getpid(), idSeq.n)
+	return harness.NewID(name)
 }
 
 // newContainer creates a busybox container running args with the runtime under test.
@@ -182,9 +155,4 @@ func findLeaks(env *harness.Env, id string) []string {
 
 // stockadeOnly skips tests of promises stockade makes beyond containerd's
 // contract (error kinds, its own socket), which runc's shim does not make.
-func stockadeOnly(t testing.TB, env *harness.Env) {
-	t.Helper()
-	if env.Handler != harness.HandlerStockade {
-		t.Skipf("tests stockade's own contract; runtime under test is %s", env.Runtime)
-	}
-}
+func stockadeOnly(t testing.TB, env *harness.Env) { t.Helper(); env.RequireStockade(t) }

@@ -28,24 +28,13 @@ import (
 func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
 
 func stockadeEnv(t *testing.T) *harness.Env {
+	t.Helper()
 	env := harness.Get(t)
-	if env.Handler != harness.HandlerStockade {
-		t.Skipf("user-namespace remapping is stockade's; runtime under test is %s", env.Runtime)
-	}
+	env.RequireStockade(t)
 	return env
 }
 
-var seq struct {
-	sync.Mutex
-	n int
-}
-
-func newID(prefix string) string {
-	seq.Lock()
-	defer seq.Unlock()
-	seq.n++
-	return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), seq.n)
-}
+var newID = harness.NewID
 
 // start runs args in a new container and returns the started task.
 func start(t *testing.T, env *harness.Env, id string, args []string, opts ...oci.SpecOpts) (client.Container, client.Task) {
