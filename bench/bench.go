@@ -33,6 +33,9 @@ type Config struct {
 type Outcome struct {
 	Summary     *Summary `json:"summary,omitempty"`
 	Unavailable string   `json:"unavailable,omitempty"`
+	// NotApplicable says why a side has nothing to measure (runc streams
+	// no denials); unlike Unavailable it is not a failure.
+	NotApplicable string `json:"not_applicable,omitempty"`
 }
 
 // Metric is one row of the report: stockade against a baseline.
@@ -62,7 +65,10 @@ type Results struct {
 	Config      RunConfig     `json:"config"`
 	Metrics     []Metric      `json:"metrics"`
 	NotMeasured []NotMeasured `json:"not_measured"`
-	Duration    string        `json:"duration"`
+	// Notes are findings that are not numbers, such as which exe
+	// protection path each runtime took.
+	Notes    []string `json:"notes,omitempty"`
+	Duration string   `json:"duration"`
 }
 
 // RunConfig is the part of Config worth recording.
@@ -130,6 +136,9 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		b.podLatency,
 		b.shimMemory,
 		b.syscallOverhead,
+		b.denialStreaming,
+		b.usernsStartLatency,
+		b.exeProtectionPath,
 	}
 	for _, step := range steps {
 		ms, err := step(ctx)
@@ -138,7 +147,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		}
 		res.Metrics = append(res.Metrics, ms...)
 	}
-	res.NotMeasured = b.notMeasured(ctx)
+	res.Notes = b.notes
 	for i := range res.Metrics {
 		m := &res.Metrics[i]
 		m.RatioP50 = JSONFloat(ratio(m.Stockade.Summary, m.Runc.Summary, p50))
@@ -154,6 +163,7 @@ type runner struct {
 	env   *harness.Env
 	sides []*side
 	image client.Image // busybox in harness.Namespace, looked up once
+	notes []string     // for Results.Notes
 }
 
 // collector gathers one side's samples for one metric; after the first
@@ -173,13 +183,19 @@ func (c *collector) outcome() Outcome {
 // interleave runs fn n times for every side, alternating which side goes
 // first, and collects what fn returns (one or more samples per call).
 func (b *runner) interleave(ctx context.Context, n int, fn func(context.Context, *side) ([]float64, error)) map[string]*collector {
+	return b.interleaveSides(ctx, b.sides, n, fn)
+}
+
+// interleaveSides is interleave over other sides than the two runtimes,
+// such as one runtime in two configurations; collectors are keyed by name.
+func (b *runner) interleaveSides(ctx context.Context, sides []*side, n int, fn func(context.Context, *side) ([]float64, error)) map[string]*collector {
 	out := map[string]*collector{}
-	for _, s := range b.sides {
+	for _, s := range sides {
 		out[s.name] = &collector{err: s.unavailable}
 	}
 	for i := range n {
-		for k := range b.sides {
-			s := b.sides[(i+k)%len(b.sides)]
+		for k := range sides {
+			s := sides[(i+k)%len(sides)]
 			c := out[s.name]
 			if c.err != nil {
 				continue

@@ -61,7 +61,13 @@ func sample() *Results {
 			},
 		},
 		NotMeasured: []NotMeasured{{Name: "denial rate", Reason: "no stream yet"}},
+		Notes:       []string{"exe protection: sealed overlayfs"},
 	}
+	r.Metrics = append(r.Metrics, Metric{
+		Group: "denial streaming", Name: "c", Unit: "denials/s", Baseline: "none",
+		Stockade: Outcome{Summary: Summarize([]float64{150000})},
+		Runc:     Outcome{NotApplicable: "runc streams no denials"},
+	})
 	for i := range r.Metrics {
 		m := &r.Metrics[i]
 		m.RatioP50 = JSONFloat(ratio(m.Stockade.Summary, m.Runc.Summary, p50))
@@ -78,9 +84,54 @@ func TestMarkdown(t *testing.T) {
 		"| shim memory | b | MiB | unavailable | unavailable | runc | 17.0 | 17.0 | – | – |",
 		"stockade: unavailable (shim binary missing)",
 		"not measured: denial rate — no stream yet",
+		"| denial streaming | c | denials/s | 150000 | 150000 | none | n/a | n/a | – | – |",
+		"## Notes\n\n- exe protection: sealed overlayfs\n",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestMarkdownNotApplicableIsNoFailure(t *testing.T) {
+	if md := sample().Markdown(); strings.Contains(md, "runc streams no denials") {
+		t.Errorf("a side with nothing to measure is listed as unavailable:\n%s", md)
+	}
+}
+
+func TestUsernsConfig(t *testing.T) {
+	base := "state_dir = \"/x\"\n\n[denials]\ndir = \"/y\"\n"
+	for _, tc := range []struct {
+		name, in string
+		enabled  bool
+		want     string
+	}{
+		{"on, no table: unchanged", base, true, base},
+		{"off, no table: appended", base, false, base + "\n[userns]\nenabled = false\n"},
+		{"table with key", "[userns]\nenabled = true\npool = \"\"\n[denials]\nenabled = true\n", false,
+			"[userns]\nenabled = false\npool = \"\"\n[denials]\nenabled = true\n"},
+		{"table without key", "[userns]\npool = \"\"\n\n[denials]\nenabled = true\n", false,
+			"[userns]\nenabled = false\npool = \"\"\n\n[denials]\nenabled = true\n"},
+		{"table later, other enabled keys first", "[denials]\nenabled = true\n[ userns ] # remap\n  enabled=false\n", true,
+			"[denials]\nenabled = true\n[ userns ] # remap\nenabled = true\n"},
+	} {
+		got, err := usernsConfig(tc.in, tc.enabled)
+		if err != nil || got != tc.want {
+			t.Errorf("%s: got %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+	if _, err := usernsConfig("[userns]\n[userns]\n", false); err == nil {
+		t.Error("two [userns] tables: want an error")
+	}
+}
+
+func TestCheckDenied(t *testing.T) {
+	if err := checkDenied("keyctl ok=0 errors=500 errno=EPERM\n", 500); err != nil {
+		t.Error(err)
+	}
+	for _, out := range []string{"keyctl ok=500 errors=0 errno=0\n", "keyctl ok=0 errors=500 errno=ENOSYS\n", "", "keyctl ok=0 errors=50 errno=EPERM"} {
+		if checkDenied(out, 500) == nil {
+			t.Errorf("%q accepted as 500 EPERM denials", out)
 		}
 	}
 }

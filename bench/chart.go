@@ -17,6 +17,9 @@ var (
 	parityGrey = color.RGBA{R: 0x55, G: 0x55, B: 0x55, A: 0xff}
 )
 
+// chartClip is the largest ratio drawn to scale.
+const chartClip = 4.0
+
 // Chart draws the p50 ratio of every metric as a horizontal bar, with a
 // line at 1 (parity): blue bars end left of it (stockade better), red right
 // of it. Metrics without a ratio get an empty bar and "(unavailable)".
@@ -26,7 +29,7 @@ func (r *Results) Chart(path string) error {
 		return fmt.Errorf("no metrics to draw")
 	}
 	p := plot.New()
-	p.Title.Text = "stockade / runc, p50 (lower is better)"
+	p.Title.Text = "stockade / baseline, p50 (lower is better)"
 	p.Title.Padding = vg.Points(8)
 	p.X.Label.Text = "ratio"
 	p.X.Min = 0
@@ -40,8 +43,18 @@ func (r *Results) Chart(path string) error {
 		names[row] = m.Group + ": " + m.Name
 		v := float64(m.RatioP50)
 		if math.IsNaN(v) {
-			names[row] += " (unavailable)"
+			if m.Runc.NotApplicable != "" {
+				names[row] += " (no baseline)"
+			} else {
+				names[row] += " (unavailable)"
+			}
 			continue
+		}
+		// One far-off ratio (a notified syscall against one failed in the
+		// kernel) would squash every other bar: clip it and say so.
+		if v > chartClip {
+			names[row] += fmt.Sprintf(" (%.1f×, bar clipped)", v)
+			v = chartClip
 		}
 		if v <= 1 {
 			better[row] = v

@@ -91,6 +91,12 @@ func (r *Results) Markdown() string {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			x.Group, name, x.Unit, sp50, sp99, x.Baseline, rp50, rp99, ratioCell(x.RatioP50), ratioCell(x.RatioP99))
 	}
+	if len(r.Notes) > 0 {
+		b.WriteString("\n## Notes\n\n")
+		for _, n := range r.Notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
+	}
 	if errs := unavailableNotes(r.Metrics); errs != "" {
 		b.WriteString("\n" + errs)
 	}
@@ -104,6 +110,9 @@ func (r *Results) Markdown() string {
 }
 
 func cells(o Outcome) (string, string) {
+	if o.Summary == nil && o.NotApplicable != "" {
+		return "n/a", "n/a"
+	}
 	if o.Summary == nil {
 		return "unavailable", "unavailable"
 	}
