@@ -2,8 +2,10 @@ package container
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,9 +104,6 @@ func Create(ctx context.Context, cfg Config) (_ *Container, retErr error) {
 	lcfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
 		CgroupName: cfg.ID,
 		Spec:       cfg.Spec,
-		// The shim stays the parent of every container process; children
-		// must die with it rather than outlive a dead shim unobserved.
-		NoNewKeyring: false,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("spec: %w: %w", err, errdefs.ErrInvalidArgument)
@@ -413,6 +412,24 @@ func isBind(m specs.Mount) bool {
 // ReadSpec reads and decodes a bundle's config.json; errors name the file.
 func ReadSpec(bundle string) (*specs.Spec, error) {
 	return readSpec(filepath.Join(bundle, "config.json"))
+}
+
+// ReadAnnotations reads only the annotations of a bundle's config.json,
+// leniently: cleanup after a dead shim and shim grouping must work even for
+// a spec that Create would reject.
+func ReadAnnotations(bundle string) (map[string]string, error) {
+	f, err := os.Open(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var s struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.NewDecoder(io.LimitReader(f, 16<<20)).Decode(&s); err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	return s.Annotations, nil
 }
 
 func readSpec(path string) (*specs.Spec, error) {

@@ -1,6 +1,8 @@
 package container
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -102,5 +104,20 @@ func TestParseURI(t *testing.T) {
 		if got != want {
 			t.Errorf("parseURI(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestReadAnnotationsIsLenient(t *testing.T) {
+	dir := t.TempDir()
+	// A spec Create would reject (no process) still yields its annotations.
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"annotations":{"io.kubernetes.cri.sandbox-id":"s1"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := ReadAnnotations(dir)
+	if err != nil || a["io.kubernetes.cri.sandbox-id"] != "s1" {
+		t.Fatalf("%v %v", a, err)
+	}
+	if _, err := ReadAnnotations(t.TempDir()); err == nil {
+		t.Error("no config.json: no error")
 	}
 }

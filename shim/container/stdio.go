@@ -131,9 +131,7 @@ func (p *processIO) routeOutput(ctx context.Context, id, ns string, stdout, stde
 		go func(dst io.WriteCloser, src io.Reader) {
 			defer p.copies.Done()
 			_, _ = io.Copy(dst, src)
-			if dst != nil {
-				dst.Close()
-			}
+			dst.Close()
 		}(dst, s.src)
 	}
 	return nil

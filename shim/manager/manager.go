@@ -52,7 +52,7 @@ func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ *b
 	res := &bootapi.BootstrapResult{Version: 3, Protocol: "ttrpc"}
 	id := params.GetInstanceID()
 	group := id
-	if a, err := readAnnotations("config.json"); err == nil {
+	if a, err := container.ReadAnnotations("."); err == nil {
 		for _, k := range groupAnnotations {
 			if v := a[k]; v != "" {
 				group = v
@@ -142,21 +142,6 @@ func serverCommand(ctx context.Context, id string, params *bootapi.BootstrapPara
 	// Its own process group: signals to containerd's group do not reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	return cmd, nil
-}
-
-func readAnnotations(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var s struct {
-		Annotations map[string]string `json:"annotations"`
-	}
-	if err := json.NewDecoder(io.LimitReader(f, 16<<20)).Decode(&s); err != nil {
-		return nil, err
-	}
-	return s.Annotations, nil
 }
 
 // Stop cleans up a container whose shim is gone ("shim delete"), from the

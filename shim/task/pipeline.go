@@ -17,22 +17,15 @@ import (
 	"github.com/stockade-dev/stockade/shim/denials"
 )
 
-// steps holds the pipeline steps the runtime talks to after Apply.
-type steps struct {
-	userns *hooks.UserNSStep
-}
-
 // buildPipeline assembles the hooks pipeline for a node config. The order is
 // the order of the data flow: user namespace first (later steps read the
 // mappings), then the profiles, and denial wiring last (it rewrites the
 // finished seccomp profile).
-func buildPipeline(ctx context.Context, ns string, c *config.Config) (hooks.Pipeline, steps, []func(context.Context), error) {
-	var st steps
+func buildPipeline(ctx context.Context, ns string, c *config.Config) (hooks.Pipeline, []func(context.Context), error) {
 	u, err := hooks.NewUserNSStepFromConfig(c)
 	if err != nil {
-		return nil, st, nil, err
+		return nil, nil, err
 	}
-	st.userns = u
 	// A shim killed with SIGKILL never released its pod's range; the next
 	// shim to start gives back every range whose pod is gone.
 	if _, err := u.Reclaim(ctx, podAlive); err != nil {
@@ -46,7 +39,7 @@ func buildPipeline(ctx context.Context, ns string, c *config.Config) (hooks.Pipe
 	// A nil agent makes the denials step a no-op: the profile still
 	// denies, only the records are off.
 	p := hooks.Pipeline{u, hooks.NewSeccompStep(), hooks.NewAppArmorStep(), hooks.NewDenialsStep(agent)}
-	return p, st, closers, nil
+	return p, closers, nil
 }
 
 // startDenialAgent starts the shim's seccomp notification agent: one per

@@ -19,6 +19,7 @@ import (
 
 	"github.com/stockade-dev/stockade/config"
 	"github.com/stockade-dev/stockade/hooks"
+	"github.com/stockade-dev/stockade/shim/container"
 )
 
 // StateRootBase is where libcontainer keeps per-container state, one
@@ -38,7 +39,6 @@ type Runtime struct {
 	mu       sync.Mutex
 	node     *config.Config
 	pipeline hooks.Pipeline
-	steps    steps
 	closers  []func(context.Context)
 }
 
@@ -51,33 +51,20 @@ func (r *Runtime) StateRoot() string { return StateRoot(r.ns) }
 // nodeConfig loads the node config named by the runtime options, once per
 // shim: every container of a pod comes through the same runtime handler.
 func (r *Runtime) nodeConfig(ctx context.Context, opts *anypb.Any) (*config.Config, error) {
-	path, body, err := configSource(opts)
-	if err != nil {
-		return nil, err
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.node != nil {
 		return r.node, nil
 	}
-	var c *config.Config
-	switch {
-	case body != "":
-		c, err = config.Parse([]byte(body))
-		if err != nil {
-			err = fmt.Errorf("runtime option config_body: %w", err)
-		}
-	default:
-		c, err = config.Load(path, path != "")
-	}
+	c, err := loadNodeConfig(opts)
 	if err != nil {
 		return nil, err
 	}
-	p, st, closers, err := buildPipeline(ctx, r.ns, c)
+	p, closers, err := buildPipeline(ctx, r.ns, c)
 	if err != nil {
 		return nil, err
 	}
-	r.node, r.pipeline, r.steps, r.closers = c, p, st, closers
+	r.node, r.pipeline, r.closers = c, p, closers
 	return c, nil
 }
 
@@ -193,13 +180,12 @@ func CleanupDead(ctx context.Context, ns, id, bundle string) {
 			log.G(ctx).WithError(err).WithField("container_id", id).Warn("read saved runtime options")
 		}
 	}
-	r := NewRuntime(ns)
-	node, err := r.nodeConfigOnly(&opts)
+	node, err := loadNodeConfig(&opts)
 	if err != nil {
 		log.G(ctx).WithError(err).WithField("container_id", id).Warn("node config for cleanup")
 		return
 	}
-	spec, err := readAnnotationsOnly(bundle)
+	ann, err := container.ReadAnnotations(bundle)
 	if err != nil {
 		return
 	}
@@ -212,33 +198,26 @@ func CleanupDead(ctx context.Context, ns, id, bundle string) {
 			log.G(ctx).WithError(err).WithField("container_id", id).Warn("release apparmor profile")
 		}
 	}
-	if pod := hooks.PodFromSpec(id, spec); pod.Sandbox {
+	if pod := hooks.PodFromSpec(id, &specs.Spec{Annotations: ann}); pod.Sandbox {
 		if err := hooks.ReleaseUserNS(ctx, node, pod.SandboxID); err != nil {
 			log.G(ctx).WithError(err).WithField("container_id", id).Warn("release userns range")
 		}
 	}
 }
 
-// nodeConfigOnly loads the node config without building a pipeline.
-func (r *Runtime) nodeConfigOnly(opts *anypb.Any) (*config.Config, error) {
+// loadNodeConfig loads the node config the runtime options name: an inline
+// config_body, the file at config_path, or the default path.
+func loadNodeConfig(opts *anypb.Any) (*config.Config, error) {
 	path, body, err := configSource(opts)
 	if err != nil {
 		return nil, err
 	}
 	if body != "" {
-		return config.Parse([]byte(body))
+		c, err := config.Parse([]byte(body))
+		if err != nil {
+			return nil, fmt.Errorf("runtime option config_body: %w", err)
+		}
+		return c, nil
 	}
 	return config.Load(path, path != "")
-}
-
-func readAnnotationsOnly(bundle string) (*specs.Spec, error) {
-	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err != nil {
-		return nil, err
-	}
-	var s specs.Spec
-	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, err
-	}
-	return &s, nil
 }

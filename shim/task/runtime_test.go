@@ -35,12 +35,12 @@ func TestConfigSource(t *testing.T) {
 
 func TestNodeConfigErrorsNameTheFile(t *testing.T) {
 	a, _ := typeurl.MarshalAnyToProto(&runtimeoptions.Options{ConfigPath: "/nonexistent/stockade.toml"})
-	_, err := NewRuntime("test").nodeConfigOnly(a)
+	_, err := loadNodeConfig(a)
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/stockade.toml") {
 		t.Errorf("missing explicit config: %v", err)
 	}
 	a, _ = typeurl.MarshalAnyToProto(&runtimeoptions.Options{ConfigBody: []byte("[seccomp]\nmode = \"loud\"\n")})
-	_, err = NewRuntime("test").nodeConfigOnly(a)
+	_, err = loadNodeConfig(a)
 	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "seccomp.mode") {
 		t.Errorf("bad config body: %v", err)
 	}
