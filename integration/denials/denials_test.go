@@ -6,7 +6,6 @@ package denials
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -15,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/oci"
 
 	"github.com/stockade-dev/stockade/integration/harness"
@@ -39,41 +37,9 @@ type buffer = harness.Buffer
 // code and output.
 func run(t *testing.T, env *harness.Env, script string, opts ...oci.SpecOpts) (string, uint32, string) {
 	t.Helper()
-	ctx := env.Context()
 	id := newID("dn")
-	img, err := env.Client.GetImage(ctx, harness.BusyboxImage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := env.Client.NewContainer(ctx, id, client.WithImage(img), client.WithNewSnapshot(id+"-snap", img), env.NewContainerOpts(),
-		client.WithNewSpec(append([]oci.SpecOpts{oci.WithImageConfig(img), oci.WithProcessArgs("sh", "-c", script)}, opts...)...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(env.Context(), 30*time.Second)
-		defer cancel()
-		_ = c.Delete(ctx, client.WithSnapshotCleanup)
-	}()
-	var out buffer
-	task, err := c.NewTask(ctx, env.NewIO(nil, &out, &out))
-	if err != nil {
-		t.Fatalf("new task: %v", err)
-	}
-	sc, _ := task.Wait(ctx)
-	if err := task.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var st client.ExitStatus
-	select {
-	case st = <-sc:
-	case <-time.After(120 * time.Second):
-		t.Fatal("container did not exit in 120s")
-	}
-	if _, err := task.Delete(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return id, st.ExitCode(), out.String()
+	code, out := env.RunToExit(t, env.NewContainer(t, id, []string{"sh", "-c", script}, opts...))
+	return id, code, out
 }
 
 // logPath is where a standalone container's records go: the containerd

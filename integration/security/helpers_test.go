@@ -5,13 +5,11 @@
 package security
 
 import (
-	"context"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -27,65 +25,20 @@ type buffer = harness.Buffer
 // newContainer creates a busybox container; it is removed when the test ends.
 func newContainer(t *testing.T, env *harness.Env, id string, args []string, opts ...oci.SpecOpts) client.Container {
 	t.Helper()
-	ctx := env.Context()
-	img, err := env.Client.GetImage(ctx, harness.BusyboxImage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := env.Client.NewContainer(ctx, id, client.WithImage(img), client.WithNewSnapshot(id+"-snap", img),
-		env.NewContainerOpts(), client.WithNewSpec(append([]oci.SpecOpts{oci.WithImageConfig(img), oci.WithProcessArgs(args...)}, opts...)...))
-	if err != nil {
-		t.Fatalf("new container: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(env.Context(), 30*time.Second)
-		defer cancel()
-		if task, err := env.Client.LoadContainer(ctx, id); err == nil {
-			if tk, err := task.Task(ctx, nil); err == nil {
-				_, _ = tk.Delete(ctx, client.WithProcessKill)
-			}
-			_ = task.Delete(ctx, client.WithSnapshotCleanup)
-		}
-	})
-	return c
+	return env.NewContainer(t, id, args, opts...)
 }
 
 // run runs a container to its end and returns exit code and output.
 func run(t *testing.T, env *harness.Env, args []string, opts ...oci.SpecOpts) (uint32, string) {
 	t.Helper()
-	c := newContainer(t, env, newID("run"), args, opts...)
-	ctx := env.Context()
-	var out buffer
-	task, err := c.NewTask(ctx, env.NewIO(nil, &out, &out))
-	if err != nil {
-		t.Fatalf("new task: %v", err)
-	}
-	sc, _ := task.Wait(ctx)
-	if err := task.Start(ctx); err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	var st client.ExitStatus
-	select {
-	case st = <-sc:
-	case <-time.After(60 * time.Second):
-		t.Fatal("container did not exit in 60s")
-	}
-	_, _ = task.Delete(ctx)
-	return st.ExitCode(), out.String()
+	return env.RunToExit(t, newContainer(t, env, newID("run"), args, opts...))
 }
 
 // startLong starts a sleeping container.
 func startLong(t *testing.T, env *harness.Env, opts ...oci.SpecOpts) (client.Container, client.Task) {
 	t.Helper()
 	c := newContainer(t, env, newID("long"), []string{"sleep", "3600"}, opts...)
-	task, err := c.NewTask(env.Context(), cio.NullIO)
-	if err != nil {
-		t.Fatalf("new task: %v", err)
-	}
-	if err := task.Start(env.Context()); err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	return c, task
+	return c, env.Start(t, c)
 }
 
 // execIn runs args in task and returns exit code and output; a start error

@@ -3,7 +3,6 @@ package task
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 
 	"github.com/stockade-dev/stockade/integration/harness"
@@ -31,75 +29,23 @@ func newID(t testing.TB) string {
 // newContainer creates a busybox container running args with the runtime under test.
 func newContainer(t testing.TB, env *harness.Env, id string, args []string, opts ...oci.SpecOpts) client.Container {
 	t.Helper()
-	ctx := env.Context()
-	img, err := env.Client.GetImage(ctx, harness.BusyboxImage)
-	if err != nil {
-		t.Fatalf("get image: %v", err)
-	}
-	specOpts := append([]oci.SpecOpts{oci.WithImageConfig(img), oci.WithProcessArgs(args...)}, opts...)
-	c, err := env.Client.NewContainer(ctx, id,
-		client.WithImage(img),
-		client.WithNewSnapshot(id+"-snap", img),
-		env.NewContainerOpts(),
-		client.WithNewSpec(specOpts...),
-	)
-	if err != nil {
-		t.Fatalf("new container %s: %v", id, err)
-	}
-	t.Cleanup(func() { cleanupContainer(env, c) })
-	return c
+	return env.NewContainer(t, id, args, opts...)
 }
 
 // cleanupContainer removes a container and its task whatever state they are in.
-func cleanupContainer(env *harness.Env, c client.Container) {
-	ctx, cancel := context.WithTimeout(env.Context(), 30*time.Second)
-	defer cancel()
-	if task, err := c.Task(ctx, nil); err == nil {
-		_, _ = task.Delete(ctx, client.WithProcessKill)
-	}
-	_ = c.Delete(ctx, client.WithSnapshotCleanup)
-}
+func cleanupContainer(env *harness.Env, c client.Container) { env.RemoveContainer(c) }
 
-// run starts a task, waits for it and returns its exit code and stdout.
+// run starts a task, waits for it and returns its exit code and output.
 func run(t testing.TB, env *harness.Env, c client.Container) (uint32, string) {
 	t.Helper()
-	ctx := env.Context()
-	var out safeBuffer
-	task, err := c.NewTask(ctx, env.NewIO(nil, &out, &out))
-	if err != nil {
-		t.Fatalf("new task: %v", err)
-	}
-	statusC, err := task.Wait(ctx)
-	if err != nil {
-		t.Fatalf("wait: %v", err)
-	}
-	if err := task.Start(ctx); err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	var st client.ExitStatus
-	select {
-	case st = <-statusC:
-	case <-time.After(60 * time.Second):
-		t.Fatal("task did not exit within 60s")
-	}
-	if _, err := task.Delete(ctx); err != nil {
-		t.Fatalf("delete: %v", err)
-	}
-	return st.ExitCode(), out.String()
+	return env.RunToExit(t, c)
 }
 
 // startLong starts a long-running task (sleep) and returns it.
 func startLong(t testing.TB, env *harness.Env, opts ...oci.SpecOpts) (client.Container, client.Task) {
 	t.Helper()
 	c := newContainer(t, env, newID(t), []string{"sleep", "3600"}, opts...)
-	task, err := c.NewTask(env.Context(), cio.NullIO)
-	if err != nil {
-		t.Fatalf("new task: %v", err)
-	}
-	if err := task.Start(env.Context()); err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	return c, task
+	return c, env.Start(t, c)
 }
 
 // assertNoLeaks checks that nothing of container id is left on the host:

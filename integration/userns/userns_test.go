@@ -4,7 +4,6 @@
 package userns
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -39,32 +37,8 @@ var newID = harness.NewID
 // start runs args in a new container and returns the started task.
 func start(t *testing.T, env *harness.Env, id string, args []string, opts ...oci.SpecOpts) (client.Container, client.Task) {
 	t.Helper()
-	ctx := env.Context()
-	img, err := env.Client.GetImage(ctx, harness.BusyboxImage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := env.Client.NewContainer(ctx, id, client.WithImage(img), client.WithNewSnapshot(id+"-snap", img),
-		env.NewContainerOpts(), client.WithNewSpec(append([]oci.SpecOpts{oci.WithImageConfig(img), oci.WithProcessArgs(args...)}, opts...)...))
-	if err != nil {
-		t.Fatalf("new container: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(env.Context(), 30*time.Second)
-		defer cancel()
-		if task, err := c.Task(ctx, nil); err == nil {
-			_, _ = task.Delete(ctx, client.WithProcessKill)
-		}
-		_ = c.Delete(ctx, client.WithSnapshotCleanup)
-	})
-	task, err := c.NewTask(ctx, cio.NullIO)
-	if err != nil {
-		t.Fatalf("new task: %v", err)
-	}
-	if err := task.Start(ctx); err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	return c, task
+	c := env.NewContainer(t, id, args, opts...)
+	return c, env.Start(t, c)
 }
 
 // hostRange reads the uid map of a host pid: the range its root maps to.
