@@ -92,7 +92,11 @@
 // comparison values above 0xffffffff, expand to more than 1024 conditional
 // rules, or deny what runc's init needs; unknown syscall names and malformed
 // fields are errors naming the field (syscalls[3].names[1]). Intersecting
-// with containerd's RuntimeDefault gives the baseline back unchanged.
+// with containerd's RuntimeDefault gives the baseline back unchanged. On
+// amd64 a pod that allows socketcall or ipc only for some arguments gets
+// them denied outright: libseccomp folds the rules of the calls they carry
+// (socket, semop, ...) into theirs on 32-bit x86, and two actions for one
+// folded call make the filter unloadable.
 //
 // On x32 (as on x86 and arm) libseccomp compares only the low halves of
 // arguments; for the arguments the baseline checks the kernel uses only

@@ -192,6 +192,20 @@ func decide(caps capSet, fam family, pod *podProfile) ([]verdict, error) {
 		if err != nil {
 			return nil, fmt.Errorf("syscall %s: %w: %w", n, err, ErrInvalidProfile)
 		}
+		if fam == familyX86 && multiplexers[n] && len(v.allowed) > 0 && len(v.policy) > 0 {
+			// On 32-bit x86 libseccomp rewrites every rule on a
+			// multiplexed call (socket, semop, ...) into a rule on
+			// socketcall or ipc selected by the first argument, unless the
+			// multiplexer already has an unconditional rule. Two actions
+			// for one call then collide ("file exists") and the profile
+			// cannot load. Keeping the multiplexer unconditional avoids
+			// that; a pod that allows it only in part gets it denied,
+			// which never allows more than the pod asked for.
+			if v.policy, err = v.policy.union(v.allowed); err != nil {
+				return nil, fmt.Errorf("syscall %s: %w: %w", n, err, ErrInvalidProfile)
+			}
+			v.allowed = nil
+		}
 		if err := checkCritical(v); err != nil {
 			return nil, err
 		}
@@ -199,6 +213,9 @@ func decide(caps capSet, fam family, pod *podProfile) ([]verdict, error) {
 	}
 	return out, nil
 }
+
+// multiplexers are the 32-bit x86 calls that carry many others by number.
+var multiplexers = map[string]bool{"socketcall": true, "ipc": true}
 
 // checkCritical refuses verdicts that would deny what runc's init needs.
 func checkCritical(v verdict) error {
