@@ -134,3 +134,17 @@ var knownSyscalls = func() map[string]family {
 	}
 	return m
 }()
+
+// Known reports whether name is a syscall the profile knows on goarch's ABIs
+// ("amd64" or "arm64"). Stored and recorded profiles are checked with it.
+func Known(goarch, name string) bool {
+	return knownSyscalls[name]&familyOf(goarch) != 0
+}
+
+// InitSyscalls are the syscalls runc's init makes after it loads the filter
+// and before the container's process runs (clone included, for the Go
+// runtime's threads). A profile that leaves one of them out cannot start a
+// container; recorded profiles always include them.
+func InitSyscalls() []string {
+	return append([]string{"clone"}, runcCritical...)
+}
