@@ -27,6 +27,7 @@ type Config struct {
 	AppArmor AppArmor `toml:"apparmor"`
 	UserNS   UserNS   `toml:"userns"`
 	Denials  Denials  `toml:"denials"`
+	Record   Record   `toml:"record"`
 
 	// Path is the file this config came from ("" for built-in defaults).
 	Path string `toml:"-"`
@@ -40,6 +41,7 @@ func Default() *Config {
 		AppArmor: defaultAppArmor(),
 		UserNS:   defaultUserNS(),
 		Denials:  defaultDenials(),
+		Record:   defaultRecord(),
 	}
 }
 
@@ -84,7 +86,7 @@ func (c *Config) Validate() error {
 	if c.StateDir == "" || !strings.HasPrefix(c.StateDir, "/") {
 		return fmt.Errorf("key state_dir: must be an absolute path, got %q", c.StateDir)
 	}
-	for _, v := range []func() error{c.Seccomp.validate, c.AppArmor.validate, c.UserNS.validate, c.Denials.validate} {
+	for _, v := range []func() error{c.Seccomp.validate, c.AppArmor.validate, c.UserNS.validate, c.Denials.validate, c.Record.validate} {
 		if err := v(); err != nil {
 			return err
 		}

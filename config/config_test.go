@@ -32,6 +32,9 @@ func TestParseErrorsNameLineAndKey(t *testing.T) {
 		{"bad value", "[seccomp]\nmode = \"loud\"\n", []string{"seccomp.mode", "loud"}},
 		{"wrong type", "[seccomp]\nmode = 3\n", []string{"line 2", "seccomp.mode"}},
 		{"relative state dir", "state_dir = \"var/lib\"\n", []string{"state_dir"}},
+		{"relative store dir", "[record]\nstore_dir = \"profiles\"\n", []string{"record.store_dir"}},
+		{"unclean store dir", "[record]\nstore_dir = \"/var/lib/../x\"\n", []string{"record.store_dir"}},
+		{"record typo", "[record]\nalow = true\n", []string{"line 2", "record.alow"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.doc))
