@@ -57,6 +57,10 @@ type Policy struct {
 	// Pod is the pod's own (Localhost) profile, or nil. The result allows a
 	// call only if both Pod and the baseline allow it.
 	Pod *specs.LinuxSeccomp
+	// Recorded is a profile recorded for the workload (record mode's
+	// output), or nil. It narrows the result like Pod; with both, a call
+	// must be allowed by all three.
+	Recorded *specs.LinuxSeccomp
 }
 
 // ABIs returns the seccomp architectures a profile for goarch covers.
@@ -99,13 +103,22 @@ func Generate(spec *specs.Spec, p Policy) (*specs.LinuxSeccomp, error) {
 	if err != nil {
 		return nil, err
 	}
-	var pod *podProfile
+	var pods []*podProfile
 	if p.Pod != nil {
-		if pod, err = parsePod(p.Pod); err != nil {
+		pod, err := parsePod(p.Pod)
+		if err != nil {
 			return nil, err
 		}
+		pods = append(pods, pod)
 	}
-	verdicts, err := decide(capsOf(spec), familyOf(goarch), pod)
+	if p.Recorded != nil {
+		rec, err := parsePod(p.Recorded)
+		if err != nil {
+			return nil, fmt.Errorf("recorded profile: %w", err)
+		}
+		pods = append(pods, rec)
+	}
+	verdicts, err := decide(capsOf(spec), familyOf(goarch), pods)
 	if err != nil {
 		return nil, err
 	}
@@ -145,8 +158,9 @@ type verdict struct {
 	allowed, hard, policy set
 }
 
-// decide computes a verdict for every syscall known on fam.
-func decide(caps capSet, fam family, pod *podProfile) ([]verdict, error) {
+// decide computes a verdict for every syscall known on fam: the baseline
+// narrowed by every pod profile.
+func decide(caps capSet, fam family, pods []*podProfile) ([]verdict, error) {
 	base := map[string]set{}
 	for _, n := range alwaysAllowed {
 		base[n] = fullSet
@@ -181,7 +195,7 @@ func decide(caps capSet, fam family, pod *podProfile) ([]verdict, error) {
 			v.allowed = base[n]
 		}
 		var err error
-		if pod != nil {
+		for _, pod := range pods {
 			if v.allowed, err = v.allowed.intersect(pod.allowed(n)); err != nil {
 				return nil, fmt.Errorf("syscall %s: %w: %w", n, err, ErrInvalidProfile)
 			}

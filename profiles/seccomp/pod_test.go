@@ -147,3 +147,34 @@ func TestPodArgsKept(t *testing.T) {
 	}
 	t.Error("no conditional allow rule for mkdirat")
 }
+
+// TestRecordedNarrows: a recorded profile narrows the result like a pod
+// profile, alone or together with one.
+func TestRecordedNarrows(t *testing.T) {
+	rec := &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, Syscalls: []specs.LinuxSyscall{
+		{Names: append(InitSyscalls(), "mkdir", "mount"), Action: specs.ActAllow},
+	}}
+	for _, c := range []struct {
+		pod     *specs.LinuxSeccomp
+		syscall string
+		want    string
+	}{
+		{nil, "mkdir", "allow"},
+		{nil, "rmdir", "eperm"},  // not recorded
+		{nil, "mount", "eperm"},  // recorded, but the baseline denies it
+		{nil, "socket", "eperm"}, // not recorded
+		{allowList(), "mkdir", "allow"},
+		{allowList(), "openat", "allow"},
+		{allowList(), "socket", "eperm"}, // the pod allows it, the recording does not
+	} {
+		p := mustGenerate(t, specWith(defaultCaps), Policy{Arch: "amd64", Pod: c.pod, Recorded: rec})
+		checkShape(t, p, "amd64", ModeEnforce)
+		if got := verdictOf(p, c.syscall, [6]uint64{unix.AF_INET}); got != c.want {
+			t.Errorf("pod %v: %s = %s, want %s", c.pod != nil, c.syscall, got, c.want)
+		}
+	}
+	bad := &specs.LinuxSeccomp{DefaultAction: "SCMP_ACT_BOGUS"}
+	if _, err := Generate(specWith(defaultCaps), Policy{Arch: "amd64", Recorded: bad}); !errors.Is(err, ErrInvalidProfile) || !strings.Contains(err.Error(), "recorded profile: defaultAction") {
+		t.Errorf("bad recorded profile: %v", err)
+	}
+}
