@@ -32,6 +32,9 @@ type profileKind struct {
 // recorded profiles (list, show, export) belong here too.
 var profileKinds = map[string]profileKind{
 	"seccomp": {"print the seccomp profile a container spec would get", runProfileSeccomp},
+	"list":    {"list the profiles record mode stored on this node", runProfileList},
+	"show":    {"print a recorded profile", runProfileShow},
+	"export":  {"export a recorded profile as an OCI (Localhost) or SPO profile", runProfileExport},
 }
 
 func profileUsage(w io.Writer) {
