@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -17,7 +18,14 @@ const AnnotationPrefix = "stockade.dev/"
 const (
 	AnnotationSeccompMode    = AnnotationPrefix + "seccomp-mode"
 	AnnotationSeccompProfile = AnnotationPrefix + "seccomp-profile"
+	// AnnotationWorkload names the workload a recorded profile is stored
+	// under, when the one derived from the pod name is not wanted.
+	AnnotationWorkload = AnnotationPrefix + "workload"
 )
+
+// SeccompModeRecord is the stockade.dev/seccomp-mode value asking for
+// record mode.
+const SeccompModeRecord = "record"
 
 // maxAnnotationValue bounds untrusted input.
 const maxAnnotationValue = 253
@@ -26,8 +34,11 @@ const maxAnnotationValue = 253
 // They are untrusted pod input: whether each may take effect is decided by
 // the step that uses it, under node config.
 type Annotations struct {
-	SeccompMode    string
+	SeccompMode string
+	// SeccompProfile names a recorded profile: "workload/container" in the
+	// pod's namespace, or "namespace/workload/container".
 	SeccompProfile string
+	Workload       string
 }
 
 // ParseAnnotations extracts and strictly validates the stockade.dev/* keys.
@@ -44,16 +55,22 @@ func ParseAnnotations(all map[string]string) (Annotations, error) {
 		switch k {
 		case AnnotationSeccompMode:
 			switch v {
-			case "enforce", "complain":
+			case "enforce", "complain", SeccompModeRecord:
 			default:
-				return Annotations{}, fmt.Errorf("annotation %s: unknown mode %q (want enforce or complain): %w", k, v, errdefs.ErrInvalidArgument)
+				return Annotations{}, fmt.Errorf("annotation %s: unknown mode %q (want enforce, complain or record): %w", k, v, errdefs.ErrInvalidArgument)
 			}
 			a.SeccompMode = v
 		case AnnotationSeccompProfile:
-			if !validName(v) {
-				return Annotations{}, fmt.Errorf("annotation %s: invalid profile name %q: %w", k, v, errdefs.ErrInvalidArgument)
+			parts := strings.Split(v, "/")
+			if len(parts) < 2 || len(parts) > 3 || slices.ContainsFunc(parts, func(p string) bool { return !validName(p) }) {
+				return Annotations{}, fmt.Errorf("annotation %s: invalid profile name %q (want workload/container or namespace/workload/container): %w", k, v, errdefs.ErrInvalidArgument)
 			}
 			a.SeccompProfile = v
+		case AnnotationWorkload:
+			if !validName(v) {
+				return Annotations{}, fmt.Errorf("annotation %s: invalid workload name %q: %w", k, v, errdefs.ErrInvalidArgument)
+			}
+			a.Workload = v
 		default:
 			return Annotations{}, fmt.Errorf("annotation %s: unknown stockade annotation: %w", k, errdefs.ErrInvalidArgument)
 		}
@@ -61,15 +78,16 @@ func ParseAnnotations(all map[string]string) (Annotations, error) {
 	return a, nil
 }
 
-// validName accepts DNS-label-like names: lowercase alphanumerics, '-', '.', '_'.
+// validName accepts DNS-1123 subdomain-like names: lowercase
+// alphanumerics, '-' and '.', starting and ending alphanumeric. Profile
+// names become paths in the store, so "." and ".." must never pass.
 func validName(s string) bool {
-	if s == "" {
+	alnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+	if s == "" || !alnum(s[0]) || !alnum(s[len(s)-1]) {
 		return false
 	}
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '.', r == '_':
-		default:
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !alnum(c) && c != '-' && c != '.' {
 			return false
 		}
 	}

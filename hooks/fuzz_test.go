@@ -20,6 +20,8 @@ func FuzzParseAnnotations(f *testing.F) {
 	f.Add("stockade.dev/seccomp-mode", "complain")
 	f.Add("stockade.dev/seccomp-mode", "off")
 	f.Add("stockade.dev/seccomp-profile", "web.v1")
+	f.Add("stockade.dev/seccomp-profile", "prod/web/app")
+	f.Add("stockade.dev/workload", "web")
 	f.Add("stockade.dev/bogus", "x")
 	f.Add("io.kubernetes.cri.sandbox-id", "abc")
 	f.Fuzz(func(t *testing.T, k, v string) {
@@ -30,10 +32,16 @@ func FuzzParseAnnotations(f *testing.F) {
 			}
 			return
 		}
-		if a.SeccompMode != "" && a.SeccompMode != "enforce" && a.SeccompMode != "complain" {
+		if a.SeccompMode != "" && a.SeccompMode != "enforce" && a.SeccompMode != "complain" && a.SeccompMode != SeccompModeRecord {
 			t.Fatalf("accepted mode %q", a.SeccompMode)
 		}
-		if strings.HasPrefix(k, AnnotationPrefix) && k != AnnotationSeccompMode && k != AnnotationSeccompProfile {
+		// Profile and workload names become paths in the profile store.
+		for _, p := range strings.Split(a.SeccompProfile+"/"+a.Workload, "/") {
+			if p == "." || p == ".." || strings.ContainsAny(p, "\x00\\") {
+				t.Fatalf("accepted path-like name %q", v)
+			}
+		}
+		if strings.HasPrefix(k, AnnotationPrefix) && k != AnnotationSeccompMode && k != AnnotationSeccompProfile && k != AnnotationWorkload {
 			t.Fatalf("accepted unknown key %q", k)
 		}
 	})

@@ -23,6 +23,8 @@ import (
 type Container struct {
 	// ID is the containerd container (task) ID.
 	ID string
+	// ContainerdNamespace is the containerd namespace the container is in.
+	ContainerdNamespace string
 	// Bundle is the OCI bundle directory containerd created.
 	Bundle string
 	// Spec is the OCI spec; steps edit it in place.
@@ -57,6 +59,9 @@ type Result struct {
 	UIDMap, GIDMap []specs.LinuxIDMapping
 	// DenialListener is the seccomp notify listener socket path, "" if none.
 	DenialListener string
+	// Record names the profile this container's recording is stored
+	// under ("namespace/workload/container"), "" when it is not recorded.
+	Record string `json:",omitempty"`
 }
 
 // Undo gives back what a step took. It must be safe to call once.

@@ -66,11 +66,26 @@ func TestParseAnnotations(t *testing.T) {
 	if err != nil || a.SeccompMode != "complain" {
 		t.Fatalf("%+v %v", a, err)
 	}
+	a, err = ParseAnnotations(map[string]string{
+		AnnotationSeccompMode: "record", AnnotationSeccompProfile: "prod/web/app", AnnotationWorkload: "web-v2",
+	})
+	if err != nil || a.SeccompMode != SeccompModeRecord || a.SeccompProfile != "prod/web/app" || a.Workload != "web-v2" {
+		t.Fatalf("%+v %v", a, err)
+	}
+	if a, err = ParseAnnotations(map[string]string{AnnotationSeccompProfile: "web/app"}); err != nil || a.SeccompProfile != "web/app" {
+		t.Fatalf("%+v %v", a, err)
+	}
 	for _, kv := range [][2]string{
 		{"stockade.dev/bogus", "x"},
 		{AnnotationSeccompMode, "nonsense"},
 		{AnnotationSeccompProfile, "../etc/passwd"},
 		{AnnotationSeccompProfile, strings.Repeat("a", 300)},
+		{AnnotationSeccompProfile, "web"},
+		{AnnotationSeccompProfile, "a/b/c/d"},
+		{AnnotationSeccompProfile, "ns/../c"},
+		{AnnotationSeccompProfile, "Web/app"},
+		{AnnotationWorkload, ".."},
+		{AnnotationWorkload, "a/b"},
 	} {
 		k, v := kv[0], kv[1]
 		_, err := ParseAnnotations(map[string]string{k: v})

@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/profiles/recorded"
 	"github.com/stockade-dev/stockade/profiles/seccomp"
 )
 
@@ -41,10 +42,19 @@ const (
 //
 // The mode is the node's, or the pod's stockade.dev/seccomp-mode annotation
 // where seccomp.allow_mode_annotation permits it.
+//
+// A recorded profile (stockade.dev/seccomp-profile, or the container's own
+// where record.enforce_recorded is set) narrows the profile further. Record
+// mode (stockade.dev/seccomp-mode: record, where record.allow permits it)
+// runs the container under the node's mode and marks it in Result.Record
+// for the shim to record.
 type SeccompStep struct {
 	// GOARCH is the architecture profiles are generated for; empty means
 	// the shim's own.
 	GOARCH string
+	// Store opens the profile store; nil means no store (a container that
+	// names a recorded profile fails).
+	Store func(*config.Config) (ProfileStore, error)
 }
 
 var _ Step = (*SeccompStep)(nil)
@@ -66,10 +76,15 @@ func (s *SeccompStep) Apply(ctx context.Context, c *Container) (Undo, error) {
 	if node == nil {
 		node = config.Default()
 	}
-	mode, err := modeFor(node, c.Annotations)
+	mode, record, err := modeFor(node, c.Annotations)
 	if err != nil {
 		return nil, err
 	}
+	// A Kubernetes pod's sandbox (pause) container gets the pod's
+	// annotations too; it is neither recorded nor held to a workload's
+	// profile. (A standalone container is its own sandbox, and is.)
+	pause := c.Pod.Kubernetes && c.Pod.Sandbox
+	record = record && !pause
 	var pod *specs.LinuxSeccomp
 	if c.Spec.Linux != nil && !disabled(c.Spec.Linux.Seccomp) {
 		pod = c.Spec.Linux.Seccomp
@@ -87,29 +102,47 @@ func (s *SeccompStep) Apply(ctx context.Context, c *Container) (Undo, error) {
 	if goarch == "" {
 		goarch = runtime.GOARCH
 	}
-	policy := seccomp.Policy{Mode: mode, Arch: goarch, Pod: pod}
+	var recName string
+	var recProfile *specs.LinuxSeccomp
+	if !pause {
+		if recName, recProfile, err = s.recordedProfile(c, node, goarch); err != nil {
+			return nil, err
+		}
+	}
+	policy := seccomp.Policy{Mode: mode, Arch: goarch, Pod: pod, Recorded: recProfile}
 	profile, err := seccomp.Generate(c.Spec, policy)
 	if err != nil {
 		return nil, seccompError(err)
 	}
 	name := SeccompBaseline
-	if pod != nil {
-		policy.Pod = nil
+	if pod != nil || recProfile != nil {
+		policy.Pod, policy.Recorded = nil, nil
 		base, err := seccomp.Generate(c.Spec, policy)
 		if err != nil {
 			return nil, seccompError(err)
 		}
 		if !reflect.DeepEqual(profile, base) {
 			name = SeccompBaselineLocalhost
+			what := "pod seccomp profile (linux.seccomp)"
+			if recProfile != nil {
+				name, what = "recorded:"+recName, "recorded profile "+recName
+			}
 			// A pod profile can expand to a filter the kernel refuses; find
 			// out now, with an error naming the profile, rather than from
 			// runc's init. The baseline's size is covered by tests.
 			if seccomp.CompileSupported {
 				if _, err := seccomp.Compile(profile, nativeABI(goarch)); err != nil {
-					return nil, fmt.Errorf("pod seccomp profile (linux.seccomp) does not compile: %w: %w", err, errdefs.ErrInvalidArgument)
+					return nil, fmt.Errorf("%s does not compile: %w: %w", what, err, errdefs.ErrInvalidArgument)
 				}
 			}
 		}
+	}
+	if record {
+		n, err := RecordName(c)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+		}
+		c.Result.Record = n.String()
 	}
 	if c.Spec.Linux == nil {
 		c.Spec.Linux = &specs.Linux{}
@@ -120,16 +153,64 @@ func (s *SeccompStep) Apply(ctx context.Context, c *Container) (Undo, error) {
 	return nil, nil
 }
 
-// modeFor is the node's seccomp mode, or the pod's annotation where allowed.
-func modeFor(node *config.Config, a Annotations) (seccomp.Mode, error) {
-	if a.SeccompMode == "" {
-		return seccomp.Mode(node.Seccomp.Mode), nil
+// modeFor is the node's seccomp mode, or the pod's annotation where
+// allowed, and whether the container is to be recorded.
+func modeFor(node *config.Config, a Annotations) (seccomp.Mode, bool, error) {
+	switch a.SeccompMode {
+	case "":
+		return seccomp.Mode(node.Seccomp.Mode), false, nil
+	case SeccompModeRecord:
+		if !node.Record.Allow {
+			return "", false, fmt.Errorf("annotation %s: record mode is not allowed on this node (record.allow is false): %w",
+				AnnotationSeccompMode, errdefs.ErrInvalidArgument)
+		}
+		// Recording runs under the node's own mode: it must not loosen
+		// anything.
+		return seccomp.Mode(node.Seccomp.Mode), true, nil
 	}
 	if !node.Seccomp.AllowModeAnnotation {
-		return "", fmt.Errorf("annotation %s: pods may not set the seccomp mode on this node (seccomp.allow_mode_annotation is false): %w",
+		return "", false, fmt.Errorf("annotation %s: pods may not set the seccomp mode on this node (seccomp.allow_mode_annotation is false): %w",
 			AnnotationSeccompMode, errdefs.ErrInvalidArgument)
 	}
-	return seccomp.Mode(a.SeccompMode), nil
+	return seccomp.Mode(a.SeccompMode), false, nil
+}
+
+// recordedProfile loads the recorded profile the container is held to:
+// the one its annotation names, or its own where enforce_recorded is set
+// and the store has one. A profile that is named but missing or corrupt
+// fails the container: running it under less than its author asked for
+// would be silent, and a corrupt profile is never applied.
+func (s *SeccompStep) recordedProfile(c *Container, node *config.Config, goarch string) (string, *specs.LinuxSeccomp, error) {
+	var n recorded.Name
+	var err error
+	switch {
+	case c.Annotations.SeccompProfile != "":
+		n, err = requestedProfile(c)
+	case node.Record.EnforceRecorded:
+		if n, err = RecordName(c); err != nil {
+			return "", nil, nil // no name of its own, so nothing recorded for it
+		}
+	default:
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	if s.Store == nil {
+		return "", nil, fmt.Errorf("recorded profile %s: no profile store: %w", n, errdefs.ErrFailedPrecondition)
+	}
+	store, err := s.Store(node)
+	if err != nil {
+		return "", nil, fmt.Errorf("recorded profile %s: %w", n, err)
+	}
+	p, err := store.Load(n)
+	if err != nil {
+		if errdefs.IsNotFound(err) && c.Annotations.SeccompProfile == "" {
+			return "", nil, nil
+		}
+		return "", nil, err
+	}
+	return n.String(), p.OCI(goarch), nil
 }
 
 // disabled reports a profile runc treats as no seccomp at all.

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -90,6 +91,21 @@ static long do_uname(void) {
 	return syscall(SYS_uname, buf);
 }
 
+static long do_getpriority(void) { return syscall(SYS_getpriority, PRIO_PROCESS, 0) < 0 ? -1 : 0; }
+/* getpid through the 32-bit entry (int 0x80, i386 number 20): a compat-ABI
+ * call from a 64-bit program, for record mode's per-ABI recording. */
+static long do_int80_getpid(void) {
+#if defined(__x86_64__)
+	long ret;
+	__asm__ volatile("int $0x80" : "=a"(ret) : "a"(20L) : "memory", "rcx", "r11");
+	if (ret < 0) { errno = (int)-ret; return -1; }
+	return 0;
+#else
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
 struct probe {
 	const char *name;
 	long (*fn)(void);
@@ -104,7 +120,8 @@ static const struct probe probes[] = {
 	{"perf_event_open", do_perf_event_open}, {"fsopen", do_fsopen},
 	{"mount", do_mount},               {"socket-alg", do_socket_alg},
 	{"personality", do_personality},   {"getpid", do_getpid},
-	{"uname", do_uname},               {NULL, NULL},
+	{"uname", do_uname},               {"getpriority", do_getpriority},
+	{"int80-getpid", do_int80_getpid}, {NULL, NULL},
 };
 
 int main(int argc, char **argv) {

@@ -15,6 +15,8 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -39,6 +41,10 @@ type Config struct {
 	// ExitBarrier, if set, is called before an exit is recorded; it returns
 	// once no Start or StartExec is in flight.
 	ExitBarrier func()
+	// BeforeInit, if set, is called with the container's cgroup v2
+	// directory, created empty, before the init process joins it: what
+	// watches the cgroup from there sees every process of the container.
+	BeforeInit func(cgroupDir string) error
 }
 
 // Container is one running (or created, or stopped) container.
@@ -135,6 +141,15 @@ func Create(ctx context.Context, cfg Config) (_ *Container, retErr error) {
 	rootGID, err := lcfg.HostRootGID()
 	if err != nil {
 		return nil, fmt.Errorf("host root gid: %w", err)
+	}
+	if cfg.BeforeInit != nil {
+		dir, err := unifiedCgroup(lcfg.Cgroups)
+		if err != nil {
+			return nil, err
+		}
+		if err := cfg.BeforeInit(dir); err != nil {
+			return nil, err
+		}
 	}
 	pio, err := newProcessIO(ctx, cfg.ID, cfg.Namespace, cfg.Stdio, lp, rootUID, rootGID)
 	if err != nil {
@@ -447,4 +462,23 @@ func readSpec(path string) (*specs.Spec, error) {
 func (c *Container) Paused() bool {
 	st, err := c.lc.Status()
 	return err == nil && st == libcontainer.Paused
+}
+
+// unifiedCgroup creates the container's directory in the cgroup v2
+// hierarchy (on a hybrid host, the one runc also joins under
+// /sys/fs/cgroup/unified) ahead of libcontainer, which creates the same
+// path when it places the init. Destroy removes it with the others.
+func unifiedCgroup(cg *cgroups.Cgroup) (string, error) {
+	m, err := manager.New(cg)
+	if err != nil {
+		return "", fmt.Errorf("cgroup manager: %w", err)
+	}
+	dir := m.Path("")
+	if dir == "" {
+		return "", fmt.Errorf("cgroup %s: no cgroup v2 hierarchy on this host: %w", cg.Path, errdefs.ErrFailedPrecondition)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("cgroup %s: %w", dir, err)
+	}
+	return dir, nil
 }

@@ -38,7 +38,7 @@ func buildPipeline(ctx context.Context, ns string, c *config.Config) (hooks.Pipe
 	}
 	// A nil agent makes the denials step a no-op: the profile still
 	// denies, only the records are off.
-	p := hooks.Pipeline{u, hooks.NewSeccompStep(), hooks.NewAppArmorStep(), hooks.NewDenialsStep(agent)}
+	p := hooks.Pipeline{u, &hooks.SeccompStep{Store: openStore}, hooks.NewAppArmorStep(), hooks.NewDenialsStep(agent)}
 	return p, closers, nil
 }
 

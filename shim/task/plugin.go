@@ -22,7 +22,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			return NewService(ic.Context, pp.(shim.Publisher), ss.(shutdown.Service))
+			return NewService(ic.Context, pp.(shim.Publisher), ss.(shutdown.Service), ic.Properties[plugins.PropertyGRPCAddress])
 		},
 	})
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/stockade-dev/stockade/config"
 	"github.com/stockade-dev/stockade/hooks"
 	"github.com/stockade-dev/stockade/shim/container"
+	"github.com/stockade-dev/stockade/shim/record"
 )
 
 // StateRootBase is where libcontainer keeps per-container state, one
@@ -35,15 +36,21 @@ func StateRoot(ns string) string { return filepath.Join(StateRootBase, ns) }
 // parts (the denial agent, the ID-range allocator).
 type Runtime struct {
 	ns string
+	// containerd is containerd's gRPC socket, for the image a recorded
+	// profile names.
+	containerd string
 
 	mu       sync.Mutex
 	node     *config.Config
 	pipeline hooks.Pipeline
 	closers  []func(context.Context)
+	recorder *record.Recorder
 }
 
 // NewRuntime creates the runtime for a shim serving containerd namespace ns.
-func NewRuntime(ns string) *Runtime { return &Runtime{ns: ns} }
+func NewRuntime(ns, containerdAddress string) *Runtime {
+	return &Runtime{ns: ns, containerd: containerdAddress}
+}
 
 // StateRoot is libcontainer's state root for this shim.
 func (r *Runtime) StateRoot() string { return StateRoot(r.ns) }
@@ -100,12 +107,13 @@ func (r *Runtime) Intercept(ctx context.Context, id, bundle string, opts *anypb.
 		return nil, nil, err
 	}
 	hc := &hooks.Container{
-		ID:          id,
-		Bundle:      bundle,
-		Spec:        spec,
-		Pod:         hooks.PodFromSpec(id, spec),
-		Annotations: ann,
-		Node:        node,
+		ID:                  id,
+		ContainerdNamespace: r.ns,
+		Bundle:              bundle,
+		Spec:                spec,
+		Pod:                 hooks.PodFromSpec(id, spec),
+		Annotations:         ann,
+		Node:                node,
 	}
 	if !hc.Pod.Sandbox {
 		hc.SandboxPid = sandboxPid(hc.Pod.SandboxID)
@@ -142,6 +150,16 @@ func (r *Runtime) Close(ctx context.Context) {
 		r.closers[i](ctx)
 	}
 	r.closers = nil
+	if r.recorder != nil {
+		r.recorder.Close(ctx)
+	}
+}
+
+// Node is the node config in force (nil before the first container).
+func (r *Runtime) Node() *config.Config {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.node
 }
 
 // resultFile keeps what the pipeline decided for a container in its bundle,

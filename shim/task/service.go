@@ -56,6 +56,8 @@ type entry struct {
 	pod  hooks.Pod
 	undo hooks.Undo
 	res  hooks.Result
+	// rec is the container's recording in record mode, else nil.
+	rec *recording
 }
 
 // service implements the Task API for every container of one pod.
@@ -75,7 +77,7 @@ type service struct {
 }
 
 // NewService creates the task service.
-func NewService(ctx context.Context, publisher shim.Publisher, sd shutdown.Service) (taskAPI.TTRPCTaskService, error) {
+func NewService(ctx context.Context, publisher shim.Publisher, sd shutdown.Service, containerdAddress string) (taskAPI.TTRPCTaskService, error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
 		return nil, err
@@ -86,7 +88,7 @@ func NewService(ctx context.Context, publisher shim.Publisher, sd shutdown.Servi
 		shutdown:   sd,
 		events:     make(chan any, 128),
 		containers: map[string]*entry{},
-		runtime:    NewRuntime(ns),
+		runtime:    NewRuntime(ns, containerdAddress),
 	}
 	// containerd's idmapped-overlay support clones lowerdirs under a
 	// temporary directory; keep those under stockade's own state root.
@@ -177,6 +179,19 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, err
 	}
+	var rec *recording
+	var beforeInit func(string) error
+	if hc.Result.Record != "" {
+		beforeInit = func(dir string) (err error) {
+			rec, err = s.runtime.watch(ctx, hc.Node, hc.Result.Record, dir)
+			return err
+		}
+		defer func() {
+			if retErr != nil && rec != nil {
+				rec.cancel(ctx)
+			}
+		}()
+	}
 	c, err := container.Create(ctx, container.Config{
 		ID:        r.ID,
 		Namespace: s.ns,
@@ -193,18 +208,20 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 			s.lifecycleMu.Lock()
 			s.lifecycleMu.Unlock() //nolint:staticcheck // a barrier, not a critical section
 		},
+		BeforeInit: beforeInit,
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
-	s.containers[r.ID] = &entry{c: c, pod: hc.Pod, undo: undo, res: hc.Result}
+	s.containers[r.ID] = &entry{c: c, pod: hc.Pod, undo: undo, res: hc.Result, rec: rec}
 	s.mu.Unlock()
 
 	pid := c.Init().Pid()
 	log.G(ctx).WithFields(log.Fields{
 		"container_id": r.ID, "pod": hc.Pod.Name, "namespace": hc.Pod.Namespace,
-		"seccomp": hc.Result.SeccompMode, "apparmor": hc.Result.AppArmorState, "pid": pid,
+		"seccomp": hc.Result.SeccompMode, "seccomp_profile": hc.Result.SeccompProfile,
+		"apparmor": hc.Result.AppArmorState, "pid": pid, "record": hc.Result.Record,
 	}).Info("container created")
 	s.send(&eventstypes.TaskCreate{
 		ContainerID: r.ID,
@@ -257,6 +274,15 @@ func (s *service) processExited(c *container.Container, p *container.Process) {
 			<-x.Done()
 		}
 	}
+	if p.ID == "" {
+		// Every process of the container is gone: the recording is whole.
+		s.mu.Lock()
+		e := s.containers[c.ID]
+		s.mu.Unlock()
+		if e != nil && e.rec != nil {
+			e.rec.finish(s.ctx, s.runtime, c.ID, e.pod)
+		}
+	}
 	s.lifecycleMu.Lock()
 	defer s.lifecycleMu.Unlock()
 	info, _ := p.Exit()
@@ -290,6 +316,13 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *task
 	info, err := e.c.Delete(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if e.rec != nil {
+		// A container deleted before its exit was seen (or never started)
+		// still ends its recording; the profile is in the store when
+		// Delete returns, for whoever looks next.
+		e.rec.finish(ctx, s.runtime, r.ID, e.pod)
+		e.rec.wait()
 	}
 	if e.undo != nil {
 		if err := e.undo(ctx); err != nil {
