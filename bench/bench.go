@@ -139,6 +139,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		b.denialStreaming,
 		b.usernsStartLatency,
 		b.exeProtectionPath,
+		b.recordOverhead,
 	}
 	for _, step := range steps {
 		ms, err := step(ctx)
