@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -63,43 +62,17 @@ func (b *runner) recordOverhead(ctx context.Context) ([]Metric, error) {
 	// sleeper keeps the program attached.
 	neighbour := seccompConfig{name: "neighbour", side: stockade}
 	configs := []seccompConfig{enforce, recorded, neighbour}
-	cs := map[string]*collector{}
-	for _, c := range configs {
-		cs[c.name] = &collector{}
-	}
 	b.cfg.Logf("record mode: getpid, %d iterations x %d runs per config", iterations, repeats)
-	for r := range repeats {
-		for k := range configs {
-			c := configs[(r+k)%len(configs)]
-			col := cs[c.name]
-			if col.err != nil {
-				continue
-			}
-			var sl *sleeper
-			if c.name == "neighbour" {
-				if sl, err = startSleeper(ctx, stockade.env, busybox, record); err != nil {
-					col.err = fmt.Errorf("recorded sleeper: %w", err)
-					continue
-				}
-			}
-			out, err := runSysbench(ctx, c, image, "getpid", strconv.Itoa(iterations))
-			if sl != nil {
-				sl.close()
-			}
-			var res sysbenchResult
-			if err == nil {
-				if err = json.Unmarshal(out, &res); err != nil {
-					err = fmt.Errorf("sysbench output %q: %w", out, err)
-				}
-			}
+	cs := b.rounds(ctx, configs, repeats, func(ctx context.Context, c seccompConfig) (float64, error) {
+		if c.name == neighbour.name {
+			sl, err := startSleeper(ctx, stockade.env, busybox, record)
 			if err != nil {
-				col.err = fmt.Errorf("failed after %d good samples: %w", len(col.samples), err)
-				b.cfg.Logf("%s: %v", c.name, err)
-				continue
+				return 0, fmt.Errorf("recorded sleeper: %w", err)
 			}
-			col.samples = append(col.samples, res.NsPerOp)
+			defer sl.close()
 		}
-	}
+		return sysbenchNsPerOp(ctx, c, image, "getpid", strconv.Itoa(iterations))
+	})
 	profiles, _ := filepath.Glob(filepath.Join(store, harness.Namespace, "bench", "*.json"))
 	note := fmt.Sprintf("recorded profiles written: %d", len(profiles))
 	mk := func(name, which string) Metric {

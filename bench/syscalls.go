@@ -75,32 +75,9 @@ func (b *runner) syscallOverhead(ctx context.Context) ([]Metric, error) {
 	var metrics []Metric
 	for _, mode := range []string{"getpid", "personality"} {
 		b.cfg.Logf("syscall overhead: %s, %d iterations x %d runs per config", mode, iterations, repeats)
-		cs := map[string]*collector{}
-		for _, c := range configs {
-			cs[c.name] = &collector{err: c.side.unavailable}
-		}
-		for r := range repeats {
-			for k := range configs {
-				c := configs[(r+k)%len(configs)]
-				col := cs[c.name]
-				if col.err != nil {
-					continue
-				}
-				out, err := runSysbench(ctx, c, image, mode, strconv.Itoa(iterations))
-				var res sysbenchResult
-				if err == nil {
-					if err = json.Unmarshal(out, &res); err != nil {
-						err = fmt.Errorf("sysbench output %q: %w", out, err)
-					}
-				}
-				if err != nil {
-					col.err = fmt.Errorf("failed after %d good samples: %w", len(col.samples), err)
-					b.cfg.Logf("%s: %v", c.name, err)
-					continue
-				}
-				col.samples = append(col.samples, res.NsPerOp)
-			}
-		}
+		cs := b.rounds(ctx, configs, repeats, func(ctx context.Context, c seccompConfig) (float64, error) {
+			return sysbenchNsPerOp(ctx, c, image, mode, strconv.Itoa(iterations))
+		})
 		vsDefault := map[string]*collector{harness.HandlerStockade: cs["stockade"], harness.HandlerRunc: cs["runtime-default"]}
 		vsNone := map[string]*collector{harness.HandlerStockade: cs["stockade"], harness.HandlerRunc: cs["unconfined"]}
 		label := mode + "()"
@@ -114,6 +91,46 @@ func (b *runner) syscallOverhead(ctx context.Context) ([]Metric, error) {
 		metrics = append(metrics, withDefault, withNone)
 	}
 	return metrics, nil
+}
+
+// rounds runs measure for every config, repeats times, rotating which goes
+// first so that drift spreads over all of them; after its first error a
+// config is skipped. Collectors are keyed by config name.
+func (b *runner) rounds(ctx context.Context, configs []seccompConfig, repeats int, measure func(context.Context, seccompConfig) (float64, error)) map[string]*collector {
+	cs := map[string]*collector{}
+	for _, c := range configs {
+		cs[c.name] = &collector{err: c.side.unavailable}
+	}
+	for r := range repeats {
+		for k := range configs {
+			c := configs[(r+k)%len(configs)]
+			col := cs[c.name]
+			if col.err != nil {
+				continue
+			}
+			v, err := measure(ctx, c)
+			if err != nil {
+				col.err = fmt.Errorf("failed after %d good samples: %w", len(col.samples), err)
+				b.cfg.Logf("%s: %v", c.name, err)
+				continue
+			}
+			col.samples = append(col.samples, v)
+		}
+	}
+	return cs
+}
+
+// sysbenchNsPerOp runs one sysbench loop under c and returns its ns/op.
+func sysbenchNsPerOp(ctx context.Context, c seccompConfig, image client.Image, args ...string) (float64, error) {
+	out, err := runSysbench(ctx, c, image, args...)
+	if err != nil {
+		return 0, err
+	}
+	var res sysbenchResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		return 0, fmt.Errorf("sysbench output %q: %w", out, err)
+	}
+	return res.NsPerOp, nil
 }
 
 // runSysbench runs one sysbench container with args and returns its

@@ -114,27 +114,29 @@ func (s *SeccompStep) Apply(ctx context.Context, c *Container) (Undo, error) {
 	if err != nil {
 		return nil, seccompError(err)
 	}
-	name := SeccompBaseline
-	if pod != nil || recProfile != nil {
-		policy.Pod, policy.Recorded = nil, nil
+	// what names a narrowed profile in errors; "" for the baseline itself.
+	name, what := SeccompBaseline, ""
+	switch {
+	case recProfile != nil:
+		// A recorded profile is an allow-list of names: it always narrows,
+		// so there is no baseline to compare it with.
+		name, what = "recorded:"+recName, "recorded profile "+recName
+	case pod != nil:
+		policy.Pod = nil
 		base, err := seccomp.Generate(c.Spec, policy)
 		if err != nil {
 			return nil, seccompError(err)
 		}
 		if !reflect.DeepEqual(profile, base) {
-			name = SeccompBaselineLocalhost
-			what := "pod seccomp profile (linux.seccomp)"
-			if recProfile != nil {
-				name, what = "recorded:"+recName, "recorded profile "+recName
-			}
-			// A pod profile can expand to a filter the kernel refuses; find
-			// out now, with an error naming the profile, rather than from
-			// runc's init. The baseline's size is covered by tests.
-			if seccomp.CompileSupported {
-				if _, err := seccomp.Compile(profile, nativeABI(goarch)); err != nil {
-					return nil, fmt.Errorf("%s does not compile: %w: %w", what, err, errdefs.ErrInvalidArgument)
-				}
-			}
+			name, what = SeccompBaselineLocalhost, "pod seccomp profile (linux.seccomp)"
+		}
+	}
+	// A narrowed profile can expand to a filter the kernel refuses; find
+	// out now, with an error naming the profile, rather than from runc's
+	// init. The baseline's size is covered by tests.
+	if what != "" && seccomp.CompileSupported {
+		if _, err := seccomp.Compile(profile, nativeABI(goarch)); err != nil {
+			return nil, fmt.Errorf("%s does not compile: %w: %w", what, err, errdefs.ErrInvalidArgument)
 		}
 	}
 	if record {

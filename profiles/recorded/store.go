@@ -151,7 +151,7 @@ func (s *Store) Save(p *Profile) (*Profile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("save recorded profile %s: %w", n, err)
 	}
-	if err := writeFile(path, data); err != nil {
+	if err := WriteFile(path, data); err != nil {
 		return nil, fmt.Errorf("save recorded profile %s: %w", n, storeErr(s.Dir, err))
 	}
 	return merged, nil
@@ -213,10 +213,12 @@ func flock(f *os.File) error {
 	}
 }
 
-// writeFile replaces path with data durably: a synced temporary file in
+// WriteFile replaces path with data durably: a synced temporary file in
 // the same directory is renamed over it and the directory synced, so the
-// file is always either the old or the new profile, also after a crash.
-func writeFile(path string, data []byte) (err error) {
+// file is always either the old or the new content, also after a crash,
+// and a reader (the kubelet reading an exported Localhost profile) never
+// sees half of it.
+func WriteFile(path string, data []byte) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {

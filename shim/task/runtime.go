@@ -155,12 +155,6 @@ func (r *Runtime) Close(ctx context.Context) {
 	}
 }
 
-// Node is the node config in force (nil before the first container).
-func (r *Runtime) Node() *config.Config {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.node
-}
 
 // resultFile keeps what the pipeline decided for a container in its bundle,
 // for operators and for "shim delete" (which releases what it names).
