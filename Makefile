@@ -162,6 +162,12 @@ bench-smoke: deps build images
 	$(GO) build -tags $(TAGS) -o $(BIN)/bench ./bench/cmd/bench
 	$(BIN)/bench -smoke -out $(BIN)/bench-smoke
 
+## tiers kept in their own files --------------------------------------------
+
+# mk/*.mk hold the larger tiers (the CRI validation suite, the Kubernetes
+# end-to-end tier), each with its own install and cache steps.
+include $(wildcard mk/*.mk)
+
 ## clean ---------------------------------------------------------------------
 
 # Keeps the pinned containerd and runc, which take minutes to reinstall.
