@@ -35,6 +35,9 @@ type layout struct {
 	Subnet      string
 	PodLogDir   string
 	Handler     string
+	// CertsDir is CRI's registry config_path: one hosts.toml per registry
+	// host, read at each pull, so a test can add a mirror after Start.
+	CertsDir string
 }
 
 // cniBinDir is where Debian's containernetworking-plugins installs.
@@ -70,13 +73,14 @@ func newLayout(dir, binDir, handler string) (*layout, error) {
 		Subnet:    fmt.Sprintf("198.18.%d.0/24", b[3]),
 		PodLogDir: filepath.Join(dir, "pods"),
 		Handler:   handler,
+		CertsDir:  filepath.Join(dir, "certs.d"),
 	}, nil
 }
 
 // write creates the directories and every config file.
 func (l *layout) write() error {
 	for _, d := range []string{l.Root, l.State, l.Temp, l.StockadeDir, l.LogDir, l.RuncRoot,
-		l.CNIConfDir, l.IPAMDir, l.PodLogDir, filepath.Join(l.Dir, "fifo"), filepath.Join(l.Dir, "opt")} {
+		l.CNIConfDir, l.IPAMDir, l.PodLogDir, l.CertsDir, filepath.Join(l.Dir, "fifo"), filepath.Join(l.Dir, "opt")} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return err
 		}
@@ -144,6 +148,10 @@ imports = []
     snapshotter = "overlayfs"
     [plugins.'io.containerd.cri.v1.images'.pinned_images]
       sandbox = {{q .PauseImage}}
+    # Mirrors (e.g. registry.k8s.io served from 127.0.0.1) go in CertsDir;
+    # empty, it changes nothing.
+    [plugins.'io.containerd.cri.v1.images'.registry]
+      config_path = {{q .CertsDir}}
 
   [plugins.'io.containerd.cri.v1.runtime']
     # This VM refuses a negative oom_score_adj even to root; CRI would set
@@ -184,7 +192,9 @@ dir = {{q .LogDir}}
 `))
 
 // cniConfig is a bridge with host-local IPAM: no gateway on the bridge and no
-// masquerade, so pods reach only each other and their own loopback.
+// masquerade, so pods reach only each other and their own loopback. portmap
+// serves CRI hostPort mappings (the CRI validation suite's port-mapping
+// specs); pods without port mappings get no rules from it.
 var cniConfig = template.Must(template.New("cni").Funcs(funcs).Parse(`{
   "cniVersion": "1.0.0",
   "name": {{q .Network}},
@@ -200,6 +210,10 @@ var cniConfig = template.Must(template.New("cni").Funcs(funcs).Parse(`{
         "ranges": [[{"subnet": {{q .Subnet}}}]],
         "dataDir": {{q .IPAMDir}}
       }
+    },
+    {
+      "type": "portmap",
+      "capabilities": {"portMappings": true}
     }
   ]
 }
