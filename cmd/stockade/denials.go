@@ -294,9 +294,11 @@ func (c *denialsCmd) line(path string, n int, b []byte) {
 	if r.Pid > 0 {
 		pid = strconv.Itoa(r.Pid)
 	}
+	// Every string comes from the record, and the record from a workload
+	// or a name it chose: escape them all (termSafe), not just comm.
 	fmt.Fprintf(c.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n",
-		r.Time.Local().Format("2006-01-02T15:04:05.000Z07:00"), r.Namespace, r.Pod, r.Container,
-		syscallName, action, count, pid, orDash(r.Comm))
+		r.Time.Local().Format("2006-01-02T15:04:05.000Z07:00"), termSafe(r.Namespace), termSafe(r.Pod), termSafe(r.Container),
+		termSafe(syscallName), termSafe(action), count, pid, termSafe(orDash(r.Comm)))
 }
 
 func orDash(s string) string {
