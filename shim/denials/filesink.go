@@ -18,13 +18,21 @@ const (
 	fileMode = 0o640
 )
 
-// logWriter is the part of *os.File the file sink uses; tests substitute a
+// logWriter is the part of a log file the file sink uses; tests substitute a
 // writer that fails (ENOSPC) to exercise the error path without a full disk.
 type logWriter interface {
+	// Allocate reserves disk space for n bytes at off without changing the
+	// file's size, so the write that follows cannot fail half-way for lack
+	// of space. It returns errAllocateUnsupported where the filesystem has
+	// no fallocate.
+	Allocate(off, n int64) error
 	Write(p []byte) (int, error)
 	Truncate(size int64) error
 	Close() error
 }
+
+// errAllocateUnsupported: the filesystem cannot reserve space ahead.
+var errAllocateUnsupported = errors.New("fallocate not supported")
 
 // FileSink writes JSON lines to <root>/<namespace>_<pod>_<pod-uid>/<container>.log
 // and rotates each file at maxBytes, keeping maxFiles files in all
@@ -48,6 +56,8 @@ type FileSink struct {
 type logFile struct {
 	w    logWriter
 	size int64
+	// noAlloc is set once the filesystem refused fallocate.
+	noAlloc bool
 }
 
 // NewFileSink returns a sink rooted at root. Nothing is created until the
@@ -79,10 +89,25 @@ func (s *FileSink) Write(r *Record, line []byte) error {
 			return err
 		}
 	}
+	// Whole lines or nothing: a reader tailing the file (stockade denials
+	// -f, a log shipper) must never see half a record. Reserving the space
+	// first makes a full disk fail before any byte is written; a write that
+	// started on a reservation cannot run out of space. Cutting a partial
+	// line off afterwards (the fallback where fallocate is missing) would
+	// leave it visible to a reader until the truncate.
+	if !f.noAlloc {
+		switch err := f.w.Allocate(f.size, int64(len(line))); {
+		case errors.Is(err, errAllocateUnsupported):
+			f.noAlloc = true
+		case err != nil:
+			return fmt.Errorf("failed to write %s: %w", path, err)
+		}
+	}
 	n, err := f.w.Write(line)
 	if err != nil {
-		// Cut a partial line off (disk full mid-write) so the file stays
-		// valid JSON lines; the record itself is reported as a gap.
+		// Cut a partial line off (an I/O error mid-write, or a full disk
+		// on a filesystem without fallocate) so the file stays valid JSON
+		// lines; the record itself is reported as a gap.
 		if n > 0 {
 			_ = f.w.Truncate(f.size)
 		}
@@ -191,5 +216,30 @@ func openLogFile(path string) (logWriter, int64, error) {
 		_ = f.Close()
 		return nil, 0, fmt.Errorf("%s is not a regular file", path)
 	}
-	return f, st.Size(), nil
+	return osLogFile{f}, st.Size(), nil
+}
+
+// osLogFile is a log file on disk.
+type osLogFile struct{ *os.File }
+
+// Allocate implements logWriter with fallocate(FALLOC_FL_KEEP_SIZE): the
+// blocks are reserved but the size (what readers see) is unchanged until
+// the write lands in them.
+func (f osLogFile) Allocate(off, n int64) error {
+	if n <= 0 {
+		return nil
+	}
+	for {
+		err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, off, n)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOSYS):
+			return errAllocateUnsupported
+		default:
+			return &os.PathError{Op: "fallocate", Path: f.Name(), Err: err}
+		}
+	}
 }

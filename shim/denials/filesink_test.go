@@ -135,40 +135,111 @@ func equalU(a, b []uint64) bool {
 	return true
 }
 
-// fullWriter accepts limit bytes, then fails like a full disk, leaving a
-// partial write behind.
+// fullWriter models a small disk holding one file: limit bytes in all. A
+// write without a reservation stores what fits and then fails like a full
+// disk, leaving a partial line behind, as write(2) does. After every
+// operation it checks what a concurrent reader could see at that instant.
 type fullWriter struct {
 	buf       []byte
 	limit     int
+	reserved  int // bytes allocated past len(buf)
+	noAlloc   bool
 	truncated bool
+	// seen is the first state a reader could have seen that ends in a
+	// partial line.
+	seen string
+}
+
+func (w *fullWriter) observe() {
+	if len(w.buf) > 0 && w.buf[len(w.buf)-1] != '\n' && w.seen == "" {
+		w.seen = string(w.buf)
+	}
+}
+
+func (w *fullWriter) Allocate(off, n int64) error {
+	if w.noAlloc {
+		return errAllocateUnsupported
+	}
+	if int(off+n) > w.limit {
+		return &os.PathError{Op: "fallocate", Path: "x", Err: syscall.ENOSPC}
+	}
+	w.reserved = max(w.reserved, int(off+n)-len(w.buf))
+	return nil
 }
 
 func (w *fullWriter) Write(p []byte) (int, error) {
+	defer w.observe()
 	room := w.limit - len(w.buf)
 	if room >= len(p) {
 		w.buf = append(w.buf, p...)
+		w.reserved = max(w.reserved-len(p), 0)
 		return len(p), nil
 	}
 	w.buf = append(w.buf, p[:max(room, 0)]...)
 	return max(room, 0), &os.PathError{Op: "write", Path: "x", Err: syscall.ENOSPC}
 }
 
-func (w *fullWriter) Truncate(n int64) error { w.buf = w.buf[:n]; w.truncated = true; return nil }
-func (w *fullWriter) Close() error           { return nil }
+func (w *fullWriter) Truncate(n int64) error {
+	w.buf = w.buf[:n]
+	w.truncated = true
+	w.observe()
+	return nil
+}
+func (w *fullWriter) Close() error { return nil }
 
-func TestFileSinkENOSPC(t *testing.T) {
-	w := &fullWriter{limit: 100}
+// TestFileSinkENOSPCNoPartialLine: on a full disk the sink writes whole
+// lines or nothing, so no reader ever sees half a record (issue 15: a
+// reader of the live file caught a partial gap record between the short
+// write and the truncate that cut it off).
+func TestFileSinkENOSPCNoPartialLine(t *testing.T) {
+	w := &fullWriter{limit: 1000}
 	s := NewFileSink(t.TempDir(), 1<<20, 2)
 	s.open = func(string) (logWriter, int64, error) { return w, 0, nil }
 	r := rec("c1", 1)
 	var err error
-	for i := 0; i < 5 && err == nil; i++ {
+	lines := 0
+	for i := 0; i < 50 && err == nil; i++ {
+		if err = writeRec(t, s, r); err == nil {
+			lines++
+		}
+	}
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("err = %v, want ENOSPC", err)
+	}
+	if lines == 0 {
+		t.Fatal("nothing fit: the test did not exercise a partly full disk")
+	}
+	if w.seen != "" {
+		t.Errorf("a reader could see a partial line: %q", w.seen[max(len(w.seen)-80, 0):])
+	}
+	if w.truncated {
+		t.Error("the sink wrote into space it had not reserved and had to cut the line off")
+	}
+	// A later record that fits (a gap record is short) still goes in whole.
+	w.limit = len(w.buf) + 400
+	g := gapRecord(r, 7, r.Time)
+	if err := writeRec(t, s, g); err != nil {
+		t.Fatalf("short record after ENOSPC: %v", err)
+	}
+	if got := strings.Count(string(w.buf), "\n"); got != lines+1 {
+		t.Errorf("%d lines, want %d", got, lines+1)
+	}
+}
+
+// Where the filesystem has no fallocate, a partial line is cut off again.
+func TestFileSinkENOSPCWithoutFallocate(t *testing.T) {
+	w := &fullWriter{limit: 1000, noAlloc: true}
+	s := NewFileSink(t.TempDir(), 1<<20, 2)
+	s.open = func(string) (logWriter, int64, error) { return w, 0, nil }
+	r := rec("c1", 1)
+	var err error
+	for i := 0; i < 50 && err == nil; i++ {
 		err = writeRec(t, s, r)
 	}
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("err = %v, want ENOSPC", err)
 	}
-	if !w.truncated || !strings.HasSuffix(string(w.buf), "\n") && len(w.buf) > 0 {
+	if !w.truncated || len(w.buf) > 0 && !strings.HasSuffix(string(w.buf), "\n") {
 		t.Errorf("partial line left behind: %q", w.buf)
 	}
 }
