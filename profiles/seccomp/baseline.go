@@ -78,10 +78,11 @@ var alwaysAllowed = names(
 	inotify_add_watch inotify_init inotify_init1 inotify_rm_watch
 	fanotify_mark io_setup io_destroy io_submit io_cancel io_getevents
 	io_pgetevents io_pgetevents_time64`,
-	// Sockets (socket itself is argument-conditioned). socketcall stays
-	// allowed as in RuntimeDefault: 32-bit x86 libcs still multiplex every
-	// socket call through it, and its arguments sit behind a pointer that
-	// seccomp cannot read, so on that ABI the family checks are best effort.
+	// Sockets (socket itself is argument-conditioned). socketcall and ipc
+	// are listed as in RuntimeDefault, but on 32-bit x86 a multiplexer is
+	// only allowed when every call it carries is (denyMultiplexers): the
+	// carried call's arguments sit behind a pointer seccomp cannot read, so
+	// socketcall, which carries socket, is denied on every profile.
 	`socketpair bind connect listen accept accept4 getsockname getpeername
 	getsockopt setsockopt send sendto sendmsg sendmmsg recv recvfrom recvmsg
 	recvmmsg recvmmsg_time64 shutdown socketcall`,

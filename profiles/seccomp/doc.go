@@ -96,7 +96,12 @@
 // amd64 a pod that allows socketcall or ipc only for some arguments gets
 // them denied outright: libseccomp folds the rules of the calls they carry
 // (socket, semop, ...) into theirs on 32-bit x86, and two actions for one
-// folded call make the filter unloadable.
+// folded call make the filter unloadable. For the same reason, and because
+// a carried call's arguments sit in user memory, a multiplexer is allowed
+// on 32-bit x86 only when every call it carries is allowed for every
+// argument, and denied whole otherwise: socketcall always (it carries
+// socket, whose families are checked), ipc when a pod or recorded profile
+// denies one of the System V IPC calls.
 //
 // On x32 (as on x86 and arm) libseccomp compares only the low halves of
 // arguments; for the arguments the baseline checks the kernel uses only

@@ -206,7 +206,7 @@ func decide(caps capSet, fam family, pods []*podProfile) ([]verdict, error) {
 		if err != nil {
 			return nil, fmt.Errorf("syscall %s: %w: %w", n, err, ErrInvalidProfile)
 		}
-		if fam == familyX86 && multiplexers[n] && len(v.allowed) > 0 && len(v.policy) > 0 {
+		if fam == familyX86 && multiplexers[n] != nil && len(v.allowed) > 0 && len(v.policy) > 0 {
 			// On 32-bit x86 libseccomp rewrites every rule on a
 			// multiplexed call (socket, semop, ...) into a rule on
 			// socketcall or ipc selected by the first argument, unless the
@@ -225,11 +225,68 @@ func decide(caps capSet, fam family, pods []*podProfile) ([]verdict, error) {
 		}
 		out = append(out, v)
 	}
+	if fam == familyX86 {
+		denyMultiplexers(out)
+	}
 	return out, nil
 }
 
-// multiplexers are the 32-bit x86 calls that carry many others by number.
-var multiplexers = map[string]bool{"socketcall": true, "ipc": true}
+// multiplexers are the 32-bit x86 calls that carry others by number, with
+// the calls each carries (the first argument selects one, linux/net.h and
+// ipc/syscall.c); the carried calls' own arguments sit in user memory,
+// behind a pointer seccomp cannot follow.
+var multiplexers = map[string][]string{
+	"socketcall": names(`socket bind connect listen accept getsockname
+		getpeername socketpair send recv sendto recvfrom shutdown setsockopt
+		getsockopt sendmsg recvmsg accept4 recvmmsg sendmmsg`),
+	"ipc": names(`semop semget semctl semtimedop msgsnd msgrcv msgget msgctl
+		shmat shmdt shmget shmctl`),
+}
+
+// denyMultiplexers denies socketcall or ipc whole unless every call it
+// carries is allowed for every argument. Through a multiplexer the carried
+// call's arguments cannot be checked, so a multiplexer that stays allowed
+// while socket(AF_VSOCK) or a pod-denied shmget is denied would reach them
+// anyway: that was a real bypass (int $0x80 socketcall(SYS_SOCKET,
+// {AF_VSOCK})). Nor can it be allowed except for some call numbers:
+// libseccomp rewrites every rule on a carried call into a rule on the
+// multiplexer selected by the call number, so socket's allow and deny rules
+// become two actions for socketcall(SYS_SOCKET) and the filter fails with
+// EEXIST, unless the multiplexer's own rule is unconditional, in which case
+// they are dropped. So the multiplexer is all or nothing: hard-denied when
+// a carried call has a hard denial (socket's AF_ALG and AF_VSOCK), else
+// policy-denied. 32-bit programs whose libc multiplexes (glibc built for
+// kernels before 4.3, musl) lose those calls; the direct ones (socket is
+// 359 on i386 since Linux 4.3) keep their argument checks.
+func denyMultiplexers(vs []verdict) {
+	byName := map[string]*verdict{}
+	for i := range vs {
+		byName[vs[i].name] = &vs[i]
+	}
+	for mux, carried := range multiplexers {
+		m := byName[mux]
+		if m == nil {
+			continue
+		}
+		full, hard := true, false
+		for _, n := range carried {
+			c := byName[n]
+			if c == nil || c.enosys || len(c.hard) > 0 || len(c.policy) > 0 {
+				full = false
+			}
+			hard = hard || (c != nil && len(c.hard) > 0)
+		}
+		if full {
+			continue
+		}
+		m.allowed, m.hard, m.policy = nil, nil, nil
+		if hard {
+			m.hard = fullSet
+		} else {
+			m.policy = fullSet
+		}
+	}
+}
 
 // checkCritical refuses verdicts that would deny what runc's init needs.
 func checkCritical(v verdict) error {

@@ -3,6 +3,7 @@
 package seccomp
 
 import (
+	"slices"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -46,5 +47,97 @@ func TestPodMultiplexerConditions(t *testing.T) {
 	p := mustGenerate(t, specWith(defaultCaps), Policy{Arch: "arm64", Pod: pod})
 	if got := verdictOf(p, "semop", [6]uint64{0, 0, 1}); got != "allow" {
 		t.Errorf("arm64 semop(.., 1) = %s, want allow", got)
+	}
+}
+
+// muxNumbers are the i386 syscall numbers of the multiplexers.
+var muxNumbers = map[string]int{"socketcall": 102, "ipc": 117}
+
+// TestMultiplexerNoBypass is the regression test for the 32-bit socketcall
+// bypass: int $0x80 socketcall(SYS_SOCKET, {AF_VSOCK, ...}) was allowed
+// while socket(AF_VSOCK) was denied. On the compiled BPF, for every
+// multiplexer and profile: if any call it carries is denied for some
+// arguments (on the native ABI, as Evaluate reads the profile), every call
+// number through the multiplexer is denied on 32-bit x86 with an explicit
+// deny (EPERM enforcing, LOG complaining), never the default's ENOSYS, so
+// denial streaming sees it; if every carried call is allowed, the
+// multiplexer is too, so a 32-bit libc that multiplexes keeps working.
+func TestMultiplexerNoBypass(t *testing.T) {
+	// A pod allowing every known x86 name but shmget.
+	denyShmget := allowList(specs.LinuxSyscall{Names: slices.DeleteFunc(sortedKnown(familyX86), func(n string) bool { return n == "shmget" }), Action: specs.ActAllow})
+	cases := []struct {
+		name string
+		spec *specs.Spec
+		pol  Policy
+		// want the multiplexers allowed (true) or denied (false)
+		socketcall, ipc bool
+	}{
+		{"default", specWith(defaultCaps), Policy{Arch: "amd64"}, false, true},
+		{"net-admin", specWith(append(slices.Clone(defaultCaps), "CAP_NET_ADMIN", "CAP_SYS_ADMIN")), Policy{Arch: "amd64"}, false, true},
+		{"complain", specWith(defaultCaps), Policy{Arch: "amd64", Mode: ModeComplain}, false, true},
+		{"pod-denies-shmget", specWith(defaultCaps), Policy{Arch: "amd64", Pod: denyShmget}, false, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := mustGenerate(t, c.spec, c.pol)
+			vm := compileVM(t, p, specs.ArchX86_64)
+			deny := uint32(retEPERM)
+			if c.pol.Mode == ModeComplain {
+				deny = retLog
+			}
+			for mux, wantAllowed := range map[string]bool{"socketcall": c.socketcall, "ipc": c.ipc} {
+				// The premise, from the native ABI: is any carried call
+				// denied for some arguments?
+				carriedDenied := ""
+				for _, n := range multiplexers[mux] {
+					for _, args := range argVectors(n) {
+						if act, _ := Evaluate(p, n, args); act != specs.ActAllow {
+							carriedDenied = n
+						}
+					}
+				}
+				if (carriedDenied == "") != wantAllowed {
+					t.Fatalf("%s: carried call denied = %q, test case expects allowed=%v", mux, carriedDenied, wantAllowed)
+				}
+				want := uint32(retAllow)
+				if !wantAllowed {
+					want = deny
+				}
+				for call := uint64(0); call <= 32; call++ {
+					for _, args := range [][6]uint64{{call}, {call, 0x1000}, {call, 0xffffffff, 1, 2, 3, 4}} {
+						if got := vm.run(abiX86, muxNumbers[mux], args); got != want {
+							t.Errorf("x86 %s(%d, %#x) = %#x, want %#x (carried call denied: %q)", mux, call, args[1], got, want, carriedDenied)
+						}
+					}
+				}
+				if !wantAllowed && !slices.ContainsFunc(p.Syscalls, func(r specs.LinuxSyscall) bool {
+					return IsExplicitDeny(r) && len(r.Args) == 0 && slices.Contains(r.Names, mux)
+				}) {
+					t.Errorf("%s is not named by an unconditional explicit deny rule, so denial streaming would not see it", mux)
+				}
+			}
+			// The direct 32-bit socket call (359 on i386) keeps the
+			// family checks of the native one.
+			for _, fam := range []uint64{unix.AF_ALG, unix.AF_VSOCK} {
+				if got := vm.run(abiX86, 359, [6]uint64{fam, unix.SOCK_STREAM}); got != deny {
+					t.Errorf("x86 socket(%d) = %#x, want %#x", fam, got, deny)
+				}
+			}
+			if got := vm.run(abiX86, 359, [6]uint64{unix.AF_INET, unix.SOCK_STREAM}); got != retAllow {
+				t.Errorf("x86 socket(AF_INET) = %#x, want allow", got)
+			}
+		})
+	}
+}
+
+// TestMultiplexedNamesKnown: every call a multiplexer carries is a name the
+// profile reviews on x86, or denyMultiplexers could not see its verdict.
+func TestMultiplexedNamesKnown(t *testing.T) {
+	for mux, carried := range multiplexers {
+		for _, n := range append([]string{mux}, carried...) {
+			if knownSyscalls[n]&familyX86 == 0 {
+				t.Errorf("%s: %s is not known on x86", mux, n)
+			}
+		}
 	}
 }
