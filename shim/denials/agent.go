@@ -363,10 +363,12 @@ func (a *Agent) handle(reg *registration, src source, n notification) {
 		action = ActionAllowed
 	}
 	// The answer is part of the key: with per-rule verdicts one syscall can
-	// be denied for some arguments and only logged for others.
-	key := aggKey{containerID: reg.id, arch: n.arch, nr: n.nr, errno: errno}
-	fold, pid, comm, exe := a.agg.folds(key, now)
-	if !fold || pid != n.pid {
+	// be denied for some arguments and only logged for others. The pid and
+	// the arguments are too: folding must never merge two processes or two
+	// argument sets into a record that names only one of them.
+	key := aggKey{containerID: reg.id, arch: n.arch, nr: n.nr, errno: errno, pid: n.pid, args: n.args}
+	fold, comm, exe := a.agg.folds(key, now)
+	if !fold {
 		comm, exe = a.readProc(n.pid)
 		if !src.valid(n.id) {
 			comm, exe = "", ""
@@ -380,7 +382,12 @@ func (a *Agent) handle(reg *registration, src source, n notification) {
 		a.stats.runtimeProbes.Add(1)
 		return
 	}
-	if !a.agg.observe(key, now, n.pid, comm, exe, n.args) {
+	// The window keeps comm and exe for the repeats; keep them bounded
+	// there too (the record's own copy is cut, and flagged, below).
+	wcomm, _ := truncateField(comm)
+	wexe, _ := truncateField(exe)
+	key, first := a.agg.observe(key, now, wcomm, wexe)
+	if !first {
 		a.stats.folded.Add(1)
 		return
 	}
@@ -400,6 +407,7 @@ func (a *Agent) handle(reg *registration, src source, n notification) {
 		Count:     1,
 	}
 	r.setAttribution(a.node, reg.id, reg.attr)
+	r.truncateFields()
 	a.pipe.emit(r)
 	a.agg.setTemplate(key, r)
 }

@@ -31,7 +31,8 @@ func TestAgentEnforceAnswersEPERMAndAggregates(t *testing.T) {
 	src.ch <- note(2, 100, 165, "mount")
 	src.ch <- note(3, 101, 165, "mount")
 	src.ch <- note(4, 100, 101, "ptrace")
-	waitFor(t, "ptrace record", func() bool { return len(sink.records()) == 2 })
+	// pid 101's mount is its own first occurrence: a window is per pid.
+	waitFor(t, "ptrace record", func() bool { return len(sink.records()) == 3 })
 	for id := uint64(1); id <= 4; id++ {
 		if e, ok := src.answer(id); !ok || e != unix.EPERM {
 			t.Errorf("notification %d answered %v (answered: %v), want EPERM", id, e, ok)
@@ -43,8 +44,8 @@ func TestAgentEnforceAnswersEPERMAndAggregates(t *testing.T) {
 	}
 
 	recs := sink.records()
-	if len(recs) != 3 {
-		t.Fatalf("got %d records, want first mount, first ptrace, mount aggregate: %+v", len(recs), recs)
+	if len(recs) != 4 {
+		t.Fatalf("got %d records, want first mount of 100 and 101, first ptrace, mount aggregate of 100: %+v", len(recs), recs)
 	}
 	first := recs[0]
 	want := Record{
@@ -64,16 +65,18 @@ func TestAgentEnforceAnswersEPERMAndAggregates(t *testing.T) {
 	if got := recs[0].Args; len(got) != 6 || got[0] != "0x1" || got[1] != "0xff" {
 		t.Errorf("args = %v, want hex strings", got)
 	}
-	agg := recs[2]
-	if agg.Syscall != "mount" || agg.Count != 2 || agg.Seq != 3 || agg.Since.IsZero() {
-		t.Errorf("aggregate = %+v, want mount count 2 seq 3 with since", agg)
+	if r := recs[1]; r.Pid != 101 || r.Comm != "comm-101" || r.Exe != "/bin/exe-101" || r.Count != 1 {
+		t.Errorf("pid 101's mount = %+v, want its own record", r)
 	}
-	// The aggregate names the latest repeat, read from /proc because its
-	// pid differs from the previous occurrence's.
-	if agg.Pid != 101 || agg.Comm != "comm-101" || agg.Exe != "/bin/exe-101" {
-		t.Errorf("aggregate attributed pid %d comm %q exe %q, want 101 comm-101 /bin/exe-101", agg.Pid, agg.Comm, agg.Exe)
+	agg := recs[3]
+	if agg.Syscall != "mount" || agg.Count != 1 || agg.Seq != 4 || agg.Since.IsZero() {
+		t.Errorf("aggregate = %+v, want mount count 1 seq 4 with since", agg)
 	}
-	if s := a.Stats(); s.Notifications != 4 || s.Folded != 2 || s.Records != 3 {
+	// The aggregate names only the process whose repeats it counts.
+	if agg.Pid != 100 || agg.Comm != "comm-100" || agg.Exe != "/bin/exe-100" || agg.Overflow {
+		t.Errorf("aggregate attributed pid %d comm %q exe %q, want 100 comm-100 /bin/exe-100", agg.Pid, agg.Comm, agg.Exe)
+	}
+	if s := a.Stats(); s.Notifications != 4 || s.Folded != 1 || s.Records != 4 {
 		t.Errorf("stats = %+v", s)
 	}
 }
@@ -268,5 +271,89 @@ func TestAgentVerdictOverridesMode(t *testing.T) {
 	recs := sink.records()
 	if recs[1].Action != ActionAllowed || recs[2].Action != ActionDenied || recs[2].Errno != "EPERM" {
 		t.Errorf("records = %+v", recs)
+	}
+}
+
+// TestAgentDecoyCannotHideAttacker is issue 21 item 5 through the agent: a
+// decoy process named nginx loops on unshare(0) while another process makes
+// 500 unshare(CLONE_NEWUSER) calls. Both must appear in the sink with their
+// own pid, comm, arguments and counts.
+func TestAgentDecoyCannotHideAttacker(t *testing.T) {
+	const cloneNewUser = 0x10000000
+	cfg := testConfig(t)
+	cfg.AggregateWindow = "1h" // everything folds; Close flushes
+	sink := &memSink{}
+	a := newTestAgent(t, cfg, sink)
+	a.readProc = func(pid int) (string, string) {
+		if pid == 10 {
+			return "nginx", "/usr/sbin/nginx"
+		}
+		return "sh", "/bin/sh"
+	}
+	if err := a.Register("c1", testAttr, ModeEnforce, "p"); err != nil {
+		t.Fatal(err)
+	}
+	src := newFakeSource()
+	a.serve(a.registration("c1"), src)
+	id := uint64(0)
+	for i := 0; i < 2500; i++ {
+		id++
+		src.ch <- notification{id: id, pid: 10, nr: 272, arch: "amd64", syscall: "unshare"}
+		if i%5 == 0 {
+			id++
+			src.ch <- notification{id: id, pid: 66, nr: 272, arch: "amd64", syscall: "unshare", args: [6]uint64{cloneNewUser}}
+		}
+	}
+	waitFor(t, "every answer", func() bool { _, ok := src.answer(id); return ok })
+	close(src.ch)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var decoy, attacker uint64
+	for _, r := range sink.records() {
+		switch {
+		case r.Pid == 10 && r.Comm == "nginx" && r.Args[0] == "0x0":
+			decoy += r.Count
+		case r.Pid == 66 && r.Comm == "sh" && r.Args[0] == "0x10000000":
+			attacker += r.Count
+		default:
+			t.Errorf("record names a mix of processes or arguments: pid %d comm %q args %v count %d", r.Pid, r.Comm, r.Args, r.Count)
+		}
+	}
+	if decoy != 2500 || attacker != 500 {
+		t.Errorf("decoy %d, attacker %d: want 2500 and 500, each in records of its own", decoy, attacker)
+	}
+}
+
+// TestAgentTruncatesLongExe: a 4 KiB exe path reaches the sink cut to
+// maxFieldBytes with a marker, in first records and aggregates alike.
+func TestAgentTruncatesLongExe(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.AggregateWindow = "1h"
+	sink := &memSink{}
+	a := newTestAgent(t, cfg, sink)
+	long := "/" + strings.Repeat("d/", 2040) + "probe"
+	a.readProc = func(int) (string, string) { return "probe", long }
+	if err := a.Register("c1", testAttr, ModeEnforce, "p"); err != nil {
+		t.Fatal(err)
+	}
+	src := newFakeSource()
+	a.serve(a.registration("c1"), src)
+	for id := uint64(1); id <= 3; id++ {
+		src.ch <- note(id, 100, 165, "mount")
+	}
+	waitFor(t, "answers", func() bool { _, ok := src.answer(3); return ok })
+	close(src.ch)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	recs := sink.records()
+	if len(recs) != 2 {
+		t.Fatalf("%d records, want first + aggregate", len(recs))
+	}
+	for _, r := range recs {
+		if len(r.Exe) > maxFieldBytes || !strings.Contains(r.Exe, "...[truncated ") || len(r.Truncated) != 1 || r.Truncated[0] != "exe" {
+			t.Errorf("exe %d bytes, truncated %v", len(r.Exe), r.Truncated)
+		}
 	}
 }

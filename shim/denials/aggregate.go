@@ -6,13 +6,28 @@ import (
 	"time"
 )
 
+// maxWindowsPerContainer bounds the aggregation windows one container can
+// hold open. The key names the process and the arguments (see aggKey), so a
+// workload choosing distinct pids or arguments could otherwise grow the
+// shim's memory without bound; past the bound, calls are folded into one
+// overflow window per syscall whose aggregate says so (Record.Overflow).
+const maxWindowsPerContainer = 128
+
 // aggKey identifies what gets folded: one syscall (by arch and number, which
-// is what the kernel reports) in one container, answered one way.
+// is what the kernel reports) with the same arguments, made by the same
+// thread, in one container, answered one way. Folding never merges two
+// processes or two argument sets into a record that names only one of them:
+// a decoy looping on a harmless call cannot hide another process's calls in
+// its counts (issue 21, item 5). Overflow windows (overflow set, pid and
+// args zero) fold whatever did not get a window of its own.
 type aggKey struct {
 	containerID string
 	arch        string
 	nr          int
 	errno       syscall.Errno
+	pid         int
+	args        [6]uint64
+	overflow    bool
 }
 
 // window is the state of one aggKey while repeats are being folded.
@@ -23,10 +38,9 @@ type window struct {
 	template *Record
 	count    uint64
 	last     time.Time
-	// pid, comm, exe and args describe the latest occurrence.
-	pid       int
+	// comm and exe are those of the window's first occurrence; repeats
+	// from the same pid are answered without reading /proc again.
 	comm, exe string
-	args      [6]uint64
 }
 
 // aggregator folds repeats. A workload that retries a denied syscall in a
@@ -40,53 +54,85 @@ type window struct {
 // first occurrence again.
 type aggregator struct {
 	window time.Duration
+	// limit is maxWindowsPerContainer; tests lower it.
+	limit int
 
 	mu   sync.Mutex
 	wins map[aggKey]*window
+	// open counts the non-overflow windows of each container.
+	open map[string]int
 }
 
 func newAggregator(w time.Duration) *aggregator {
-	return &aggregator{window: w, wins: make(map[aggKey]*window)}
+	return &aggregator{window: w, limit: maxWindowsPerContainer, wins: make(map[aggKey]*window), open: make(map[string]int)}
+}
+
+// resolve returns the key an occurrence of k folds under: k itself, or the
+// overflow key of its syscall when k has no window and its container is at
+// the bound. Called with g.mu held.
+func (g *aggregator) resolve(k aggKey, now time.Time) (aggKey, *window) {
+	if w := g.wins[k]; w != nil && (w.count > 0 || now.Before(w.end)) {
+		return k, w
+	}
+	if g.wins[k] == nil && g.open[k.containerID] >= g.limit {
+		k = aggKey{containerID: k.containerID, arch: k.arch, nr: k.nr, errno: k.errno, overflow: true}
+		if w := g.wins[k]; w != nil && (w.count > 0 || now.Before(w.end)) {
+			return k, w
+		}
+	}
+	return k, nil
 }
 
 // folds reports whether an occurrence at now would be folded into an open
-// window and, if so, the pid, comm and exe of the window's latest
-// occurrence: a repeat from the same pid reuses them instead of reading
-// /proc. It is a hint taken before the syscall is answered; observe, after
-// the answer, has the final word.
-func (g *aggregator) folds(k aggKey, now time.Time) (fold bool, pid int, comm, exe string) {
+// window and, if so, the comm and exe of that window's first occurrence: a
+// repeat from the same pid reuses them instead of reading /proc. It is a
+// hint taken before the syscall is answered; observe, after the answer, has
+// the final word.
+func (g *aggregator) folds(k aggKey, now time.Time) (fold bool, comm, exe string) {
 	if g.window <= 0 {
-		return false, 0, "", ""
+		return false, "", ""
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	w := g.wins[k]
 	if w == nil || (w.count == 0 && !now.Before(w.end)) {
-		return false, 0, "", ""
+		return false, "", ""
 	}
-	return true, w.pid, w.comm, w.exe
+	return true, w.comm, w.exe
 }
 
 // observe accounts one occurrence. It returns true when the occurrence opens
 // a window: the caller must then emit it as a record and hand it over with
-// setTemplate. Otherwise it has been folded into the open window.
-func (g *aggregator) observe(k aggKey, now time.Time, pid int, comm, exe string, args [6]uint64) bool {
+// setTemplate under the returned key. Otherwise it has been folded.
+func (g *aggregator) observe(k aggKey, now time.Time, comm, exe string) (aggKey, bool) {
 	if g.window <= 0 {
-		return true
+		return k, true
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	w := g.wins[k]
-	if w == nil || (w.count == 0 && !now.Before(w.end)) {
-		g.wins[k] = &window{start: now, end: now.Add(g.window), pid: pid, comm: comm, exe: exe, args: args}
-		return true
+	k, w := g.resolve(k, now)
+	if w == nil {
+		if old := g.wins[k]; old == nil && !k.overflow {
+			g.open[k.containerID]++
+		}
+		g.wins[k] = &window{start: now, end: now.Add(g.window), comm: comm, exe: exe}
+		return k, true
 	}
 	// A repeat that arrives after the end but before the flush tick is
 	// still folded; the flush is at most one tick late.
 	w.count++
 	w.last = now
-	w.pid, w.comm, w.exe, w.args = pid, comm, exe, args
-	return false
+	return k, false
+}
+
+// drop deletes the window of k. Called with g.mu held.
+func (g *aggregator) drop(k aggKey) {
+	delete(g.wins, k)
+	if !k.overflow {
+		if g.open[k.containerID]--; g.open[k.containerID] <= 0 {
+			delete(g.open, k.containerID)
+		}
+	}
 }
 
 // setTemplate hands over the record emitted for the occurrence that opened
@@ -114,13 +160,13 @@ func (g *aggregator) due(now time.Time) []*Record {
 			continue
 		}
 		if w.count == 0 {
-			delete(g.wins, k)
+			g.drop(k)
 			continue
 		}
 		if w.template == nil {
 			continue
 		}
-		out = append(out, w.aggregate())
+		out = append(out, w.aggregate(k))
 		w.count = 0
 		w.start = now
 		w.end = now.Add(g.window)
@@ -139,9 +185,9 @@ func (g *aggregator) forget(containerID string) []*Record {
 			continue
 		}
 		if w.count > 0 && w.template != nil {
-			out = append(out, w.aggregate())
+			out = append(out, w.aggregate(k))
 		}
-		delete(g.wins, k)
+		g.drop(k)
 	}
 	return out
 }
@@ -153,22 +199,26 @@ func (g *aggregator) flushAll() []*Record {
 	var out []*Record
 	for k, w := range g.wins {
 		if w.count > 0 && w.template != nil {
-			out = append(out, w.aggregate())
+			out = append(out, w.aggregate(k))
 		}
-		delete(g.wins, k)
+		g.drop(k)
 	}
 	return out
 }
 
-// aggregate builds the record for the repeats folded so far; it carries the
-// latest repeat's pid, comm, exe and arguments.
-func (w *window) aggregate() *Record {
+// aggregate builds the record for the repeats folded so far. A window's
+// repeats share its pid and arguments (they are its key) and its first
+// occurrence's comm and exe. An overflow window folds calls of many keys:
+// its aggregate names none of them and says so.
+func (w *window) aggregate(k aggKey) *Record {
 	r := *w.template
 	r.Time = w.last
 	r.Since = w.start
 	r.Count = w.count
 	r.Seq = 0
-	r.Args = hexArgs(w.args)
-	r.Pid, r.Comm, r.Exe = w.pid, w.comm, w.exe
+	if k.overflow {
+		r.Overflow = true
+		r.Pid, r.Comm, r.Exe, r.Args, r.Truncated = 0, "", "", nil, nil
+	}
 	return &r
 }

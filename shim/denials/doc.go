@@ -55,10 +55,15 @@
 // as its own record (a plain getppid takes about 0.2 µs): some 40 000 to
 // 130 000 denials per second for one hot thread. Only syscalls the profile
 // denies pay this, and a working program makes them rarely; allowed
-// syscalls never leave the kernel. Repeats of a syscall in a container
-// within the aggregation window (default 1s) are folded into one record per
-// window (repeats from the same process are answered without touching
-// /proc); the first occurrence is reported at once. The queue never blocks
+// syscalls never leave the kernel. Repeats of a syscall with the same
+// arguments by the same thread of a container within the aggregation
+// window (default 1s) are folded into one record per window (they are
+// answered without touching /proc); the first occurrence is reported at
+// once. Folding never merges two threads or two argument sets into a record
+// naming one of them; past 128 open windows per container, further calls
+// fold into one overflow aggregate per syscall that counts them and names
+// nobody. Workload-controlled strings (exe, comm) are cut to 1 KiB with a
+// marker, and the record lists the fields cut. The queue never blocks
 // the answering goroutine: when it is full the record is dropped and
 // counted, and a gap record takes its place when the sinks catch up. A
 // failing sink (directory cannot be created, disk full) is logged once, its

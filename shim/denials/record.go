@@ -3,6 +3,7 @@ package denials
 import (
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Modes a container is registered with. They decide how a notified syscall is
@@ -89,6 +90,57 @@ type Record struct {
 	// Dropped is, for a gap record, how many syscalls the lost records stood
 	// for (the sum of their counts).
 	Dropped uint64 `json:"dropped,omitempty"`
+	// Overflow marks an aggregate of calls that got no aggregate of their
+	// own because their container already had maxWindowsPerContainer
+	// distinct (pid, arguments) windows open: it counts those calls of its
+	// syscall but names no pid, comm, exe or arguments, since they may
+	// differ. The first call of each was still reported on its own.
+	Overflow bool `json:"overflow,omitempty"`
+	// Truncated lists the fields cut to maxFieldBytes ("exe", "image", ...);
+	// the cut value ends in a marker saying how many bytes were removed.
+	Truncated []string `json:"truncated,omitempty"`
+}
+
+// maxFieldBytes bounds each string a workload controls in a record. exe can
+// be a 4 KiB path, and every record and every shim-log line carries it.
+const maxFieldBytes = 1024
+
+// truncateField cuts s to at most maxFieldBytes, at a UTF-8 boundary, and
+// appends a marker that says how much was removed. ok reports a cut.
+func truncateField(s string) (string, bool) {
+	if len(s) <= maxFieldBytes {
+		return s, false
+	}
+	marker := func(n int) string { return "...[truncated " + strconv.Itoa(n) + " bytes]" }
+	// The marker's length depends on the count; reserve for the largest.
+	keep := maxFieldBytes - len(marker(len(s)))
+	for keep > 0 && !utf8.RuneStart(s[keep]) {
+		keep--
+	}
+	return s[:keep] + marker(len(s)-keep), true
+}
+
+// truncateFields applies truncateField to every workload-controlled string
+// of r and lists the fields it cut.
+func (r *Record) truncateFields() {
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"comm", &r.Comm}, {"exe", &r.Exe}, {"image", &r.Image}, {"profile", &r.Profile}} {
+		var cut bool
+		if *f.v, cut = truncateField(*f.v); cut {
+			r.Truncated = append(r.Truncated, f.name)
+		}
+	}
+	argsCut := false
+	for i := range r.Args {
+		var cut bool
+		r.Args[i], cut = truncateField(r.Args[i])
+		argsCut = argsCut || cut
+	}
+	if argsCut {
+		r.Truncated = append(r.Truncated, "args")
+	}
 }
 
 // setAttribution copies the container identity into r.
