@@ -106,6 +106,47 @@ static long do_int80_getpid(void) {
 #endif
 }
 
+/* Sockets through the 32-bit entry. socketcall (i386 102) takes the call
+ * number and a pointer to the arguments, which must sit below 4 GiB: a
+ * static array in this non-PIE static binary does. socket is also a direct
+ * i386 call (359) since Linux 4.3, with its arguments in registers. */
+#ifndef AF_VSOCK
+#define AF_VSOCK 40
+#endif
+static unsigned int int80_args[6];
+static long int80(long nr, long a, long b, long c) {
+#if defined(__x86_64__)
+	long ret;
+	__asm__ volatile("int $0x80"
+			 : "=a"(ret)
+			 : "a"(nr), "b"(a), "c"(b), "d"(c)
+			 : "memory", "r8", "r9", "r10", "r11");
+	if (ret < 0) { errno = (int)-ret; return -1; }
+	if (ret >= 0) close((int)ret);
+	return 0;
+#else
+	(void)nr; (void)a; (void)b; (void)c;
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+static long int80_socketcall_socket(unsigned int family, unsigned int type) {
+	int80_args[0] = family;
+	int80_args[1] = type;
+	int80_args[2] = 0;
+	return int80(102, 1 /* SYS_SOCKET */, (long)(uintptr_t)int80_args, 0);
+}
+static long do_int80_socketcall_vsock(void) { return int80_socketcall_socket(AF_VSOCK, SOCK_STREAM); }
+static long do_int80_socketcall_alg(void) { return int80_socketcall_socket(AF_ALG, SOCK_SEQPACKET); }
+static long do_int80_socketcall_inet(void) { return int80_socketcall_socket(AF_INET, SOCK_STREAM); }
+static long do_int80_socket_vsock(void) { return int80(359, AF_VSOCK, SOCK_STREAM, 0); }
+static long do_int80_socket_inet(void) { return int80(359, AF_INET, SOCK_STREAM, 0); }
+static long do_socket_vsock(void) {
+	int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
+	if (fd >= 0) close(fd);
+	return fd < 0 ? -1 : 0;
+}
+
 struct probe {
 	const char *name;
 	long (*fn)(void);
@@ -121,7 +162,13 @@ static const struct probe probes[] = {
 	{"mount", do_mount},               {"socket-alg", do_socket_alg},
 	{"personality", do_personality},   {"getpid", do_getpid},
 	{"uname", do_uname},               {"getpriority", do_getpriority},
-	{"int80-getpid", do_int80_getpid}, {NULL, NULL},
+	{"int80-getpid", do_int80_getpid},
+	{"int80-socketcall-vsock", do_int80_socketcall_vsock},
+	{"int80-socketcall-alg", do_int80_socketcall_alg},
+	{"int80-socketcall-inet", do_int80_socketcall_inet},
+	{"int80-socket-vsock", do_int80_socket_vsock},
+	{"int80-socket-inet", do_int80_socket_inet},
+	{"socket-vsock", do_socket_vsock}, {NULL, NULL},
 };
 
 int main(int argc, char **argv) {
