@@ -33,6 +33,19 @@ type Denials struct {
 	// Socket, when set, is a unix datagram socket of a node agent that
 	// receives every record as one JSON datagram.
 	Socket string `toml:"socket"`
+	// Retention is how long a pod's directory is kept after the pod is gone
+	// (its last container unregistered, or, if its shim died, its last
+	// record) before a shim's sweep removes it (Go duration; "0" keeps
+	// directories until an operator removes them).
+	Retention string `toml:"retention"`
+	// MaxTotalBytes caps the whole sink on the node: past it, rotated files
+	// are removed oldest first, then the directories of pods that are gone.
+	// 0 means no cap.
+	MaxTotalBytes int64 `toml:"max_total_bytes"`
+	// LogPerMinute bounds the warnings one container's denials write to the
+	// shim log (containerd's log or the journal) per minute; the rest are
+	// counted and summed up in one line. 0 writes none.
+	LogPerMinute int `toml:"log_per_minute"`
 }
 
 // Denials defaults, exported so documentation and tests agree with the code.
@@ -42,6 +55,9 @@ const (
 	DefaultDenialsMaxFiles     = 5
 	DefaultDenialsWindow       = "1s"
 	DefaultDenialsQueueSize    = 8192
+	DefaultDenialsRetention    = "24h"
+	DefaultDenialsMaxTotal     = 1 << 30
+	DefaultDenialsLogPerMinute = 10
 )
 
 // Limits that keep a typo (an extra zero) from turning the sink into a
@@ -53,6 +69,10 @@ const (
 	maxDenialsFiles     = 100
 	// maxSocketPath is sizeof(sun_path) minus the terminating NUL.
 	maxSocketPath = 107
+	// minDenialsRetention keeps a sweep from removing the directory of a
+	// pod whose containers are only being restarted.
+	minDenialsRetention = time.Minute
+	maxDenialsLogPerMin = 10000
 )
 
 func defaultDenials() Denials {
@@ -63,7 +83,20 @@ func defaultDenials() Denials {
 		MaxFiles:        DefaultDenialsMaxFiles,
 		AggregateWindow: DefaultDenialsWindow,
 		QueueSize:       DefaultDenialsQueueSize,
+		Retention:       DefaultDenialsRetention,
+		MaxTotalBytes:   DefaultDenialsMaxTotal,
+		LogPerMinute:    DefaultDenialsLogPerMinute,
 	}
+}
+
+// RetentionPeriod returns the parsed retention (0: keep forever). It is only
+// meaningful on a validated config; an unparsable value yields the default.
+func (d *Denials) RetentionPeriod() time.Duration {
+	r, err := time.ParseDuration(d.Retention)
+	if err != nil {
+		r, _ = time.ParseDuration(DefaultDenialsRetention)
+	}
+	return r
 }
 
 // Window returns the parsed aggregation window. It is only meaningful on a
@@ -95,6 +128,19 @@ func (d *Denials) validate() error {
 	}
 	if d.QueueSize < 1 || d.QueueSize > maxDenialsQueueSize {
 		return fmt.Errorf("key denials.queue_size: must be between 1 and %d, got %d", maxDenialsQueueSize, d.QueueSize)
+	}
+	r, err := time.ParseDuration(d.Retention)
+	if err != nil {
+		return fmt.Errorf("key denials.retention: %w", err)
+	}
+	if r < 0 || r > 0 && r < minDenialsRetention {
+		return fmt.Errorf("key denials.retention: must be 0 (keep) or at least %s, got %s", minDenialsRetention, r)
+	}
+	if d.MaxTotalBytes != 0 && d.MaxTotalBytes < d.MaxFileBytes {
+		return fmt.Errorf("key denials.max_total_bytes: must be 0 (no cap) or at least max_file_bytes (%d), got %d", d.MaxFileBytes, d.MaxTotalBytes)
+	}
+	if d.LogPerMinute < 0 || d.LogPerMinute > maxDenialsLogPerMin {
+		return fmt.Errorf("key denials.log_per_minute: must be between 0 and %d, got %d", maxDenialsLogPerMin, d.LogPerMinute)
 	}
 	if d.Socket != "" {
 		if !filepath.IsAbs(d.Socket) {

@@ -150,7 +150,7 @@ func New(cfg config.Denials, node string, opts ...Option) (*Agent, error) {
 	}
 	sinks := o.sinks
 	if sinks == nil {
-		sinks = []Sink{NewFileSink(cfg.Dir, cfg.MaxFileBytes, cfg.MaxFiles), NewLogSink(o.ctx)}
+		sinks = []Sink{NewFileSink(cfg.Dir, cfg.MaxFileBytes, cfg.MaxFiles), NewLogSink(o.ctx, cfg.LogPerMinute)}
 		if cfg.Syslog {
 			sinks = append(sinks, NewSyslogSink())
 		}

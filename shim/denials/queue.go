@@ -48,6 +48,8 @@ type pipeline struct {
 
 	done     chan struct{}
 	finished chan struct{}
+	// flushedAt is when flushSinks last ran (delivery goroutine only).
+	flushedAt time.Time
 }
 
 // sinkState is one sink with the gaps it still owes.
@@ -185,9 +187,25 @@ func (p *pipeline) run() {
 		}
 		// The sinks caught up: report what was lost while they were behind.
 		if len(p.q) == 0 {
+			p.flushSinks()
 			p.takeDropped(nil)
 			p.writeGaps()
 			p.doReleases()
+		}
+	}
+}
+
+// flushSinks lets sinks with time-based state (LogSink's budgets) act,
+// at most about once per gapRetry.
+func (p *pipeline) flushSinks() {
+	now := time.Now()
+	if now.Sub(p.flushedAt) < gapRetry {
+		return
+	}
+	p.flushedAt = now
+	for _, s := range p.sinks {
+		if f, ok := s.Sink.(flusher); ok {
+			f.flush(now)
 		}
 	}
 }

@@ -29,31 +29,88 @@ type Releaser interface {
 	Release(a Attribution)
 }
 
-// LogSink writes one warning per record to the shim log. Repeats are folded
-// before they get here, so a retry loop costs one line per window.
-type LogSink struct {
-	ctx context.Context
+// flusher is implemented by sinks with time-based state; the pipeline
+// calls flush about once a second from the delivery goroutine.
+type flusher interface {
+	flush(now time.Time)
 }
 
-// NewLogSink logs through log.G(ctx).
-func NewLogSink(ctx context.Context) *LogSink { return &LogSink{ctx: ctx} }
+// logPeriod is the interval LogSink's per-container budget applies to.
+const logPeriod = time.Minute
+
+// LogSink writes a warning per record to the shim log, at most perPeriod
+// per container per logPeriod. The shim log ends in containerd's log or the
+// journal, which nothing rotates on the shim's behalf: without a bound a
+// workload looping over distinct denied calls with a 4 KiB exe path wrote
+// 2.4 GB an hour into it. What exceeds the budget is counted exactly and
+// reported in one line per container and period ("suppressed N denial
+// warnings in the last 60s"); the sink (file, syslog, socket) still gets
+// every record.
+type LogSink struct {
+	ctx       context.Context
+	perPeriod int
+	now       func() time.Time
+
+	// budgets is only used from the delivery goroutine (Write, flush,
+	// Release and Close all run there).
+	budgets map[Attribution]*logBudget
+}
+
+// logBudget is one container's use of its budget in the current period.
+type logBudget struct {
+	start  time.Time
+	logged int
+	// suppressed counts records not logged, denials the syscalls they
+	// stood for (an aggregate stands for many).
+	suppressed, denials uint64
+}
+
+// NewLogSink logs through log.G(ctx), at most perMinute warnings per
+// container per minute.
+func NewLogSink(ctx context.Context, perMinute int) *LogSink {
+	return &LogSink{ctx: ctx, perPeriod: perMinute, now: time.Now, budgets: make(map[Attribution]*logBudget)}
+}
 
 // Name implements Sink.
 func (s *LogSink) Name() string { return "log" }
 
+func (s *LogSink) entry(a Attribution, containerID string) *log.Entry {
+	e := log.G(s.ctx).WithFields(log.Fields{
+		"namespace": a.Namespace,
+		"pod":       a.Pod,
+		"container": a.Container,
+	})
+	if containerID != "" {
+		e = e.WithField("container_id", containerID)
+	}
+	return e
+}
+
 // Write implements Sink.
 func (s *LogSink) Write(r *Record, _ []byte) error {
-	e := log.G(s.ctx).WithFields(log.Fields{
-		"namespace":    r.Namespace,
-		"pod":          r.Pod,
-		"container":    r.Container,
-		"container_id": r.ContainerID,
-	})
+	now := s.now()
+	a := r.attribution()
+	b := s.budgets[a]
+	if b != nil && now.Sub(b.start) >= logPeriod {
+		s.report(a, b, now)
+		b = nil
+	}
+	if b == nil {
+		b = &logBudget{start: now}
+		s.budgets[a] = b
+	}
+	if b.logged >= s.perPeriod {
+		b.suppressed++
+		b.denials += r.Count + r.Dropped
+		return nil
+	}
+	b.logged++
+	e := s.entry(a, r.ContainerID)
 	if r.Type == TypeGap {
 		e.WithField("dropped", r.Dropped).Warn("denial records lost")
 		return nil
 	}
-	e.WithFields(log.Fields{
+	f := log.Fields{
 		"syscall": r.Syscall,
 		"action":  r.Action,
 		"mode":    r.Mode,
@@ -61,12 +118,59 @@ func (s *LogSink) Write(r *Record, _ []byte) error {
 		"pid":     r.Pid,
 		"comm":    r.Comm,
 		"exe":     r.Exe,
-	}).Warn("syscall denied")
+	}
+	if r.Overflow {
+		f["overflow"] = true
+	}
+	if len(r.Truncated) > 0 {
+		f["truncated"] = r.Truncated
+	}
+	e.WithFields(f).Warn("syscall denied")
 	return nil
 }
 
+// report logs what a budget suppressed, if anything.
+func (s *LogSink) report(a Attribution, b *logBudget, now time.Time) {
+	if b.suppressed == 0 {
+		return
+	}
+	over := now.Sub(b.start).Round(time.Second)
+	s.entry(a, "").WithFields(log.Fields{
+		"suppressed": b.suppressed,
+		"denials":    b.denials,
+	}).Warnf("suppressed %d denial warnings in the last %s (%d denials; every record is in the sink)", b.suppressed, over, b.denials)
+	b.suppressed, b.denials = 0, 0
+}
+
+// flush implements flusher: budgets whose period is over report what they
+// suppressed and are forgotten, so idle containers cost no memory.
+func (s *LogSink) flush(now time.Time) {
+	for a, b := range s.budgets {
+		if now.Sub(b.start) >= logPeriod {
+			s.report(a, b, now)
+			delete(s.budgets, a)
+		}
+	}
+}
+
+// Release implements Releaser: a container going away reports what its
+// budget suppressed now rather than never.
+func (s *LogSink) Release(a Attribution) {
+	if b := s.budgets[a]; b != nil {
+		s.report(a, b, s.now())
+		delete(s.budgets, a)
+	}
+}
+
 // Close implements Sink.
-func (s *LogSink) Close() error { return nil }
+func (s *LogSink) Close() error {
+	now := s.now()
+	for a, b := range s.budgets {
+		s.report(a, b, now)
+		delete(s.budgets, a)
+	}
+	return nil
+}
 
 // SyslogSink sends every record as one syslog message (facility daemon,
 // severity warning) to the local syslog daemon. It connects lazily and, if
