@@ -26,6 +26,11 @@ type UserNS struct {
 	// of /etc/subuid and /etc/subgid when present, else the built-in
 	// default 2147483648-2214592511 (1024 pods).
 	Pool string `toml:"pool"`
+	// RangeSize is the number of host IDs each pod gets: a multiple of
+	// 65536 up to 16777216 that the pool holds at least once. Default
+	// 65536, the 16-bit ID space images use; inside a pod, IDs at or above
+	// the range size are unmapped, so chown to them fails with EINVAL.
+	RangeSize uint32 `toml:"range_size"`
 	// StateDir holds the range leases shared by all shims of the node.
 	// Empty: <state_dir>/userns.
 	StateDir string `toml:"state_dir"`
@@ -41,13 +46,23 @@ type UserNS struct {
 }
 
 func defaultUserNS() UserNS {
-	return UserNS{Enabled: true, HostNamespacePods: HostNamespacePodsRefuse}
+	return UserNS{Enabled: true, RangeSize: userns.RangeSize, HostNamespacePods: HostNamespacePodsRefuse}
 }
 
 func (u *UserNS) validate() error {
 	if u.Pool != "" {
 		if _, err := userns.ParsePool(u.Pool); err != nil {
 			return fmt.Errorf("key userns.pool: %w", err)
+		}
+	}
+	if err := userns.ValidRangeSize(u.RangeSize); err != nil {
+		return fmt.Errorf("key userns.range_size: %w", err)
+	}
+	if u.Pool != "" {
+		// A pool from /etc/subuid is only known at the node; one named
+		// here is checked now, so the error names the key.
+		if p, _ := userns.ParsePool(u.Pool); p.Size < u.PodRangeSize() {
+			return fmt.Errorf("key userns.range_size: %d IDs do not fit the pool %s even once", u.PodRangeSize(), u.Pool)
 		}
 	}
 	if u.StateDir != "" && !filepath.IsAbs(u.StateDir) {
@@ -65,6 +80,15 @@ func (u *UserNS) validate() error {
 		}
 	}
 	return nil
+}
+
+// PodRangeSize is userns.range_size, or 65536 in a Config not built by
+// Default or Parse.
+func (u *UserNS) PodRangeSize() uint32 {
+	if u.RangeSize == 0 {
+		return userns.RangeSize
+	}
+	return u.RangeSize
 }
 
 // Exempt reports whether pods of Kubernetes namespace ns that cannot run in

@@ -26,6 +26,8 @@ type RangeAllocator interface {
 	Lookup(key string) (userns.Lease, error)
 	Release(key string) error
 	Reclaim(alive func(userns.Lease) bool) ([]userns.Lease, error)
+	// RangeSize is the size of the ranges Allocate hands out.
+	RangeSize() uint32
 }
 
 var _ RangeAllocator = (*userns.Allocator)(nil)
@@ -75,9 +77,9 @@ func NewUserNSStepFromConfig(c *config.Config) (*UserNSStep, error) {
 	if err != nil {
 		return nil, fmt.Errorf("userns: %w", err)
 	}
-	alloc, err := userns.NewAllocator(c.UserNSStateDir(), pool)
+	alloc, err := userns.NewSizedAllocator(c.UserNSStateDir(), pool, c.UserNS.PodRangeSize())
 	if err != nil {
-		return nil, fmt.Errorf("userns: %w", err)
+		return nil, fmt.Errorf("userns: key userns.range_size or userns.pool: %w", err)
 	}
 	owner, err := userns.CurrentOwner()
 	if err != nil {
@@ -86,31 +88,83 @@ func NewUserNSStepFromConfig(c *config.Config) (*UserNSStep, error) {
 	return NewUserNSStep(alloc, owner), nil
 }
 
-// ReleaseUserNS frees the range of pod sandboxID without a running
-// pipeline, for "shim delete" cleaning up after a dead shim. Release needs
-// no pool, so a pool that no longer resolves cannot block the cleanup.
+// ReleaseUserNSIn frees the range of pod sandboxID in containerd namespace
+// ns without a running pipeline, for "shim delete" cleaning up after a dead
+// shim. Release needs no pool, so a pool that no longer resolves cannot
+// block the cleanup.
+func ReleaseUserNSIn(ctx context.Context, c *config.Config, ns, sandboxID string) error {
+	alloc, err := userns.NewAllocator(c.UserNSStateDir(), userns.DefaultPool())
+	if err != nil {
+		return fmt.Errorf("userns: %w", err)
+	}
+	return NewUserNSStep(alloc, userns.Owner{}).Release(ctx, ns, sandboxID)
+}
+
+// ReleaseUserNS is ReleaseUserNSIn for callers that do not know the
+// containerd namespace: it can only release a lease written before lease
+// keys carried the namespace (version 1), and only once its owner has died,
+// since a bare ID may name a live pod of another namespace.
+//
+// Deprecated: use ReleaseUserNSIn.
 func ReleaseUserNS(ctx context.Context, c *config.Config, sandboxID string) error {
 	alloc, err := userns.NewAllocator(c.UserNSStateDir(), userns.DefaultPool())
 	if err != nil {
 		return fmt.Errorf("userns: %w", err)
 	}
-	return NewUserNSStep(alloc, userns.Owner{}).Release(ctx, sandboxID)
+	return NewUserNSStep(alloc, userns.Owner{}).releaseBare(ctx, sandboxID)
+}
+
+// rangeSize is the size of the ranges new pods get.
+func (s *UserNSStep) rangeSize() uint32 {
+	if s.alloc == nil {
+		return userns.RangeSize
+	}
+	return s.alloc.RangeSize()
 }
 
 // Name implements Step.
 func (s *UserNSStep) Name() string { return "userns" }
 
-// Release frees the ID range of pod sandboxID. The shim calls it once the
-// pod's sandbox has been deleted and no process of the pod is left: a
-// released range goes to the next pod. Releasing twice is harmless.
-func (s *UserNSStep) Release(ctx context.Context, sandboxID string) error {
+// Release frees the ID range of pod sandboxID in containerd namespace ns.
+// The shim calls it once the pod's sandbox has been deleted and no process
+// of the pod is left: a released range goes to the next pod. Releasing
+// twice is harmless. A lease of the pod written before lease keys carried
+// the namespace is released too, if its owner has died.
+func (s *UserNSStep) Release(ctx context.Context, ns, sandboxID string) error {
 	if s.alloc == nil {
 		return nil
 	}
-	if err := s.alloc.Release(sandboxID); err != nil {
-		return fmt.Errorf("userns: release range of pod %s: %w", sandboxID, err)
+	key, err := userns.LeaseKey(ns, sandboxID)
+	if err != nil {
+		return fmt.Errorf("userns: release range of pod %s: %w: %w", sandboxID, err, errdefs.ErrInvalidArgument)
 	}
-	log.G(ctx).WithField("pod_sandbox", sandboxID).Debug("userns range released")
+	if err := s.alloc.Release(key); err != nil {
+		return fmt.Errorf("userns: release range of pod %s: %w", key, err)
+	}
+	log.G(ctx).WithField("pod_sandbox", key).Debug("userns range released")
+	return s.releaseBare(ctx, sandboxID)
+}
+
+// releaseBare releases a version 1 lease (keyed by the bare ID) whose owner
+// no longer runs. One whose owner runs belongs to a pod of a shim started
+// before the upgrade, maybe in another namespace: that shim releases it.
+func (s *UserNSStep) releaseBare(ctx context.Context, sandboxID string) error {
+	if s.alloc == nil {
+		return nil
+	}
+	l, err := s.alloc.Lookup(sandboxID)
+	switch {
+	case errors.Is(err, userns.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("userns: look up version 1 lease %s: %w", sandboxID, err)
+	case l.Namespace != "" || l.Owner.Alive():
+		return nil
+	}
+	if err := s.alloc.Release(sandboxID); err != nil {
+		return fmt.Errorf("userns: release version 1 lease %s: %w", sandboxID, err)
+	}
+	log.G(ctx).WithField("pod_sandbox", sandboxID).Info("userns: version 1 range lease of a dead shim released")
 	return nil
 }
 
@@ -167,11 +221,18 @@ func (s *UserNSStep) Apply(ctx context.Context, c *Container) (Undo, error) {
 // applySandbox leases the pod's range and gives the sandbox a new user
 // namespace with it.
 func (s *UserNSStep) applySandbox(ctx context.Context, c *Container) (Undo, error) {
-	key := c.Pod.SandboxID
-	if err := checkProcessIDs(c.Spec); err != nil {
+	key, err := userns.LeaseKey(c.ContainerdNamespace, c.Pod.SandboxID)
+	if err != nil {
+		return nil, fmt.Errorf("pod %s: %w: %w", podRef(c), err, errdefs.ErrInvalidArgument)
+	}
+	if err := checkProcessIDs(c.Spec, s.rangeSize()); err != nil {
 		return nil, err
 	}
 	r, err := s.alloc.Allocate(key, s.owner)
+	if errors.Is(err, userns.ErrLeaseHeld) {
+		return nil, fmt.Errorf("lease an ID range for pod %s: sandbox %s in containerd namespace %s already holds a range "+
+			"for a running shim; refusing to share it: %w: %w", podRef(c), c.Pod.SandboxID, c.ContainerdNamespace, err, errdefs.ErrAlreadyExists)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("lease an ID range for pod %s: %w", podRef(c), err)
 	}
@@ -186,14 +247,18 @@ func (s *UserNSStep) applySandbox(ctx context.Context, c *Container) (Undo, erro
 	var once sync.Once
 	return func(ctx context.Context) error {
 		var err error
-		once.Do(func() { err = s.Release(ctx, key) })
+		once.Do(func() { err = s.Release(ctx, c.ContainerdNamespace, c.Pod.SandboxID) })
 		return err
 	}, nil
 }
 
 // applyMember joins an app container to its sandbox's user namespace.
 func (s *UserNSStep) applyMember(ctx context.Context, c *Container) error {
-	key, pid := c.Pod.SandboxID, c.SandboxPid
+	pid := c.SandboxPid
+	key, err := userns.LeaseKey(c.ContainerdNamespace, c.Pod.SandboxID)
+	if err != nil {
+		return fmt.Errorf("pod %s: %w: %w", podRef(c), err, errdefs.ErrInvalidArgument)
+	}
 	if pid <= 0 {
 		return fmt.Errorf("container of pod %s: its sandbox %s is not running in this shim: %w",
 			podRef(c), key, errdefs.ErrFailedPrecondition)
@@ -215,7 +280,7 @@ func (s *UserNSStep) applyMember(ctx context.Context, c *Container) error {
 	case err != nil:
 		return fmt.Errorf("look up ID range of pod %s: %w", podRef(c), err)
 	}
-	if err := checkProcessIDs(c.Spec); err != nil {
+	if err := checkProcessIDs(c.Spec, lease.Range.Size); err != nil {
 		return err
 	}
 	want := lease.Range.Mappings()
@@ -412,18 +477,18 @@ func incompatibility(spec *specs.Spec) string {
 	return ""
 }
 
-// checkProcessIDs refuses a process user outside the pod's 65536 IDs with a
+// checkProcessIDs refuses a process user outside the pod's size IDs with a
 // clear error, instead of runc's setresuid EINVAL.
-func checkProcessIDs(spec *specs.Spec) error {
+func checkProcessIDs(spec *specs.Spec, size uint32) error {
 	if spec.Process == nil {
 		return nil
 	}
 	u := spec.Process.User
 	ids := append([]uint32{u.UID, u.GID}, u.AdditionalGids...)
 	for _, id := range ids {
-		if id >= userns.RangeSize {
+		if id >= size {
 			return fmt.Errorf("container user %d:%d (groups %v): ID %d is outside the %d IDs a remapped pod has: %w",
-				u.UID, u.GID, u.AdditionalGids, id, userns.RangeSize, errdefs.ErrFailedPrecondition)
+				u.UID, u.GID, u.AdditionalGids, id, size, errdefs.ErrFailedPrecondition)
 		}
 	}
 	return nil

@@ -19,6 +19,8 @@ import (
 
 const (
 	testSandboxID  = "sb0123"
+	testNS         = "k8s.io"
+	testKey        = testNS + "@" + testSandboxID
 	testSandboxPid = 4242
 	poolStart      = 1 << 31
 )
@@ -131,7 +133,7 @@ func criSpec(sandbox bool) *specs.Spec {
 }
 
 func (e *usernsEnv) container(s *specs.Spec, id string, sandboxPid int) *Container {
-	return &Container{ID: id, Spec: s, Pod: PodFromSpec(id, s), Node: e.node, SandboxPid: sandboxPid}
+	return &Container{ID: id, ContainerdNamespace: testNS, Spec: s, Pod: PodFromSpec(id, s), Node: e.node, SandboxPid: sandboxPid}
 }
 
 func podMap(slot int) []specs.LinuxIDMapping {
@@ -169,7 +171,7 @@ func TestUsernsSandbox(t *testing.T) {
 	if !slices.Equal(c.Result.UIDMap, want) || !slices.Equal(c.Result.GIDMap, want) {
 		t.Errorf("result maps %v %v", c.Result.UIDMap, c.Result.GIDMap)
 	}
-	l, err := e.alloc.Lookup(testSandboxID)
+	l, err := e.alloc.Lookup(testKey)
 	if err != nil || l.Start != poolStart {
 		t.Fatalf("lease %+v, %v", l, err)
 	}
@@ -207,7 +209,7 @@ func TestUsernsSandbox(t *testing.T) {
 	if err := undo(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.alloc.Lookup(testSandboxID); !errors.Is(err, userns.ErrNotFound) {
+	if _, err := e.alloc.Lookup(testKey); !errors.Is(err, userns.ErrNotFound) {
 		t.Fatalf("lease after undo: %v", err)
 	}
 }
@@ -225,7 +227,7 @@ func TestUsernsStandaloneContainer(t *testing.T) {
 	if _, err := e.step.Apply(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.alloc.Lookup("solo"); err != nil {
+	if _, err := e.alloc.Lookup(testNS + "@solo"); err != nil {
 		t.Fatalf("standalone container has no lease: %v", err)
 	}
 	if sys := mountAt(t, s, "/sys"); sys.Type != "sysfs" {
@@ -240,7 +242,7 @@ func TestUsernsMemberJoinsSandbox(t *testing.T) {
 	ctx := context.Background()
 	e := newUsernsEnv(t, 4)
 	// Another pod first, so the pod's range is not the first one.
-	if _, err := e.alloc.Allocate("other", e.step.owner); err != nil {
+	if _, err := e.alloc.Allocate(testNS+"@other", e.step.owner); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.step.Apply(ctx, e.container(criSpec(true), testSandboxID, 0)); err != nil {
@@ -298,7 +300,7 @@ func TestUsernsMemberErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newUsernsEnv(t, 4)
 			if tc.lease {
-				if _, err := e.alloc.Allocate(testSandboxID, e.step.owner); err != nil {
+				if _, err := e.alloc.Allocate(testKey, e.step.owner); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -460,7 +462,7 @@ func TestUsernsNothingLeakedOnFailure(t *testing.T) {
 
 	t.Run("pool exhausted", func(t *testing.T) {
 		e := newUsernsEnv(t, 1)
-		if _, err := e.alloc.Allocate("first", e.step.owner); err != nil {
+		if _, err := e.alloc.Allocate(testNS+"@first", e.step.owner); err != nil {
 			t.Fatal(err)
 		}
 		_, err := Pipeline{e.step}.Apply(ctx, e.container(criSpec(true), testSandboxID, 0))
@@ -490,29 +492,29 @@ func TestUsernsReleaseAndReclaim(t *testing.T) {
 	if _, err := e.step.Apply(ctx, e.container(criSpec(true), testSandboxID, 0)); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.step.Release(ctx, testSandboxID); err != nil {
+	if err := e.step.Release(ctx, testNS, testSandboxID); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.step.Release(ctx, testSandboxID); err != nil {
+	if err := e.step.Release(ctx, testNS, testSandboxID); err != nil {
 		t.Fatalf("second release: %v", err)
 	}
-	if _, err := e.alloc.Allocate("dead-pod", userns.Owner{Pid: 1 << 30, StartTime: 1}); err != nil {
+	if _, err := e.alloc.Allocate(testNS+"@dead-pod", userns.Owner{Pid: 1 << 30, StartTime: 1}); err != nil {
 		t.Fatal(err)
 	}
 	released, err := e.step.Reclaim(ctx, userns.OwnerAlive)
-	if err != nil || len(released) != 1 || released[0].Key != "dead-pod" {
+	if err != nil || len(released) != 1 || released[0].Key != testNS+"@dead-pod" {
 		t.Fatalf("Reclaim = %v, %v", released, err)
 	}
 
 	// "shim delete" releases without a pipeline.
-	if _, err := e.alloc.Allocate("crashed", e.step.owner); err != nil {
+	if _, err := e.alloc.Allocate(testNS+"@crashed", e.step.owner); err != nil {
 		t.Fatal(err)
 	}
-	if err := ReleaseUserNS(ctx, e.node, "crashed"); err != nil {
+	if err := ReleaseUserNSIn(ctx, e.node, testNS, "crashed"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.alloc.Lookup("crashed"); !errors.Is(err, userns.ErrNotFound) {
-		t.Fatalf("lease after ReleaseUserNS: %v", err)
+	if _, err := e.alloc.Lookup(testNS + "@crashed"); !errors.Is(err, userns.ErrNotFound) {
+		t.Fatalf("lease after ReleaseUserNSIn: %v", err)
 	}
 }
 

@@ -15,22 +15,50 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// leaseVersion is written into every lease so a later format can tell old
-// files apart instead of misreading them.
-const leaseVersion = 1
+// Lease file versions. Version 1 keyed a lease by the bare sandbox or
+// container ID, so the same ID in two containerd namespaces named one lease
+// and both pods got one range; version 2 keys it by namespace and ID
+// (LeaseKey). Version 1 files are still read, counted as taken, released by
+// their bare key and reclaimed, so a node upgraded with pods running leaks
+// and shares nothing; they are never written or claimed again.
+const (
+	leaseVersionBare = 1
+	leaseVersion     = 2
+)
 
-// maxKeyLen bounds a lease key (a sandbox or container ID; containerd's
-// identifiers are at most 76 characters).
-const maxKeyLen = 128
+// maxIDLen bounds each part of a lease key (containerd's identifiers are at
+// most 76 characters).
+const maxIDLen = 128
 
-// Lease records that key (a pod sandbox ID) holds a range. It lives in
-// <dir>/leases/<key>.json.
+// keySep joins the containerd namespace and the ID in a lease key. Neither
+// containerd namespaces nor container IDs may contain it, so a key names
+// exactly one (namespace, ID) pair.
+const keySep = "@"
+
+// Lease records that key holds a range. It lives in <dir>/leases/<key>.json.
 type Lease struct {
 	Version int    `json:"version"`
 	Key     string `json:"key"`
+	// Namespace and ID are the containerd namespace and the sandbox (or
+	// standalone container) ID the key names. Namespace is empty in a
+	// version 1 lease, whose key is the bare ID.
+	Namespace string `json:"namespace,omitempty"`
+	ID        string `json:"id,omitempty"`
 	Range
 	Owner   Owner     `json:"owner"`
 	Created time.Time `json:"created"`
+}
+
+// LeaseKey is the lease key of sandbox (or standalone container) id in
+// containerd namespace ns: unique on the node, since containerd IDs are
+// unique only within a namespace.
+func LeaseKey(ns, id string) (string, error) {
+	for _, part := range []struct{ what, v string }{{"containerd namespace", ns}, {"sandbox ID", id}} {
+		if err := validID(part.v); err != nil {
+			return "", fmt.Errorf("lease key: %s %w", part.what, err)
+		}
+	}
+	return ns + keySep + id, nil
 }
 
 // Allocator hands out non-overlapping ranges of a pool. Its state is a
@@ -42,6 +70,8 @@ type Lease struct {
 type Allocator struct {
 	dir  string
 	pool Pool
+	// size is the number of IDs of each new range, a multiple of RangeSize.
+	size uint32
 	// mu keeps the goroutines of one process from each parking an OS thread
 	// in flock; the flock is what serialises processes.
 	mu sync.Mutex
@@ -51,8 +81,21 @@ type Allocator struct {
 // for pool. Leases already in dir that lie outside the pool (after a pool
 // change) stay valid and are never overlapped.
 func NewAllocator(dir string, pool Pool) (*Allocator, error) {
+	return NewSizedAllocator(dir, pool, RangeSize)
+}
+
+// NewSizedAllocator is NewAllocator handing out ranges of size IDs, a
+// multiple of RangeSize that the pool holds at least once. Leases of another
+// size (written before a size change) stay valid and are never overlapped.
+func NewSizedAllocator(dir string, pool Pool, size uint32) (*Allocator, error) {
+	if err := ValidRangeSize(size); err != nil {
+		return nil, err
+	}
 	if err := pool.Validate(); err != nil {
 		return nil, err
+	}
+	if pool.Size < size {
+		return nil, fmt.Errorf("pool %s: %d IDs is smaller than one pod range of %d: %w", pool, pool.Size, size, ErrInvalid)
 	}
 	if !filepath.IsAbs(dir) {
 		return nil, fmt.Errorf("lease directory %q: must be absolute: %w", dir, ErrInvalid)
@@ -60,8 +103,11 @@ func NewAllocator(dir string, pool Pool) (*Allocator, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "leases"), 0o700); err != nil {
 		return nil, fmt.Errorf("create lease directory: %w", err)
 	}
-	return &Allocator{dir: dir, pool: pool}, nil
+	return &Allocator{dir: dir, pool: pool, size: size}, nil
 }
+
+// RangeSize is the number of IDs of each range this allocator hands out.
+func (a *Allocator) RangeSize() uint32 { return a.size }
 
 // Pool is the pool ranges come from.
 func (a *Allocator) Pool() Pool { return a.pool }
@@ -69,14 +115,21 @@ func (a *Allocator) Pool() Pool { return a.pool }
 // Dir is the lease directory.
 func (a *Allocator) Dir() string { return a.dir }
 
-// Allocate returns the range leased to key, leasing the lowest free range of
-// the pool if key has none. It is idempotent: the same key always gets the
-// same range until Release. An existing lease takes owner as its new owner,
-// so a shim that re-creates a pod after its predecessor died keeps the
-// range from being reclaimed. On error nothing is written.
+// Allocate returns the range leased to key (from LeaseKey), leasing the
+// lowest free range of the pool if key has none. It is idempotent for one
+// owner: the same key and owner always get the same range until Release.
+// A lease whose owner has died passes to the new owner, so a shim that
+// re-creates a pod after its predecessor died keeps the range; a lease whose
+// owner still runs is never taken over: that claim fails with
+// ErrLeaseHeld, because two live pods must never share a range. On error
+// nothing is written.
 func (a *Allocator) Allocate(key string, owner Owner) (Range, error) {
-	if err := validKey(key); err != nil {
+	ns, id, err := splitKey(key)
+	if err != nil {
 		return Range{}, err
+	}
+	if ns == "" {
+		return Range{}, fmt.Errorf("lease key %q: must name the containerd namespace (LeaseKey): %w", key, ErrInvalid)
 	}
 	if owner.Pid <= 0 {
 		return Range{}, fmt.Errorf("lease %s: owner pid %d: %w", key, owner.Pid, ErrInvalid)
@@ -96,6 +149,10 @@ func (a *Allocator) Allocate(key string, owner Owner) (Range, error) {
 			continue
 		}
 		if l.Owner != owner {
+			if l.Owner.Alive() {
+				return Range{}, fmt.Errorf("lease %s: range %s is held by a running shim, %s; a second claim on a live lease is refused: %w",
+					key, l.Range, l.Owner, ErrLeaseHeld)
+			}
 			l.Owner = owner
 			if err := a.write(l); err != nil {
 				return Range{}, err
@@ -106,9 +163,9 @@ func (a *Allocator) Allocate(key string, owner Owner) (Range, error) {
 	r, ok := a.free(leases)
 	if !ok {
 		return Range{}, fmt.Errorf("user namespace pool %s: all %d ranges of %d IDs are leased: %w",
-			a.pool, a.pool.Ranges(), RangeSize, ErrPoolExhausted)
+			a.pool, a.pool.Size/a.size, a.size, ErrPoolExhausted)
 	}
-	l := Lease{Version: leaseVersion, Key: key, Range: r, Owner: owner, Created: time.Now().UTC()}
+	l := Lease{Version: leaseVersion, Key: key, Namespace: ns, ID: id, Range: r, Owner: owner, Created: time.Now().UTC()}
 	if err := a.write(l); err != nil {
 		return Range{}, err
 	}
@@ -125,41 +182,43 @@ func (a *Allocator) free(leases []Lease) (Range, bool) {
 		rs[i] = l.Range
 	}
 	slices.SortFunc(rs, func(x, y Range) int { return cmp.Compare(x.Start, y.Start) })
-	start := uint64(a.pool.Start)
-	limit := start + uint64(a.pool.Ranges())*RangeSize
+	start, size := uint64(a.pool.Start), uint64(a.size)
+	limit := start + uint64(a.pool.Size)/size*size
 	cand := start
 	for _, r := range rs {
-		if cand+RangeSize > limit {
+		if cand+size > limit {
 			return Range{}, false
 		}
 		if r.End() <= cand {
 			continue
 		}
-		if uint64(r.Start) >= cand+RangeSize {
+		if uint64(r.Start) >= cand+size {
 			break
 		}
 		// r overlaps the candidate: move to the first grid slot after it.
-		cand = start + (r.End()-start+RangeSize-1)/RangeSize*RangeSize
+		cand = start + (r.End()-start+size-1)/size*size
 	}
-	if cand+RangeSize > limit {
+	if cand+size > limit {
 		return Range{}, false
 	}
-	return Range{Start: uint32(cand), Size: RangeSize}, true
+	return Range{Start: uint32(cand), Size: a.size}, true
 }
 
-// Lookup returns key's lease, or an ErrNotFound error. It takes no lock:
-// leases are replaced by rename, so a read sees a whole file or none.
+// Lookup returns key's lease (a LeaseKey, or a bare ID for a version 1
+// lease), or an ErrNotFound error. It takes no lock: leases are replaced by
+// rename, so a read sees a whole file or none.
 func (a *Allocator) Lookup(key string) (Lease, error) {
-	if err := validKey(key); err != nil {
+	if _, _, err := splitKey(key); err != nil {
 		return Lease{}, err
 	}
 	return a.read(a.leasePath(key))
 }
 
-// Release frees key's range. Releasing a key without a lease is not an
-// error, so rollback and teardown may both call it.
+// Release frees key's range (a LeaseKey, or a bare ID for a version 1
+// lease). Releasing a key without a lease is not an error, so rollback and
+// teardown may both call it.
 func (a *Allocator) Release(key string) error {
-	if err := validKey(key); err != nil {
+	if _, _, err := splitKey(key); err != nil {
 		return err
 	}
 	unlock, err := a.lock()
@@ -311,9 +370,16 @@ func (a *Allocator) read(path string) (Lease, error) {
 	if err := json.Unmarshal(data, &l); err != nil {
 		return Lease{}, fmt.Errorf("lease file %s: %v (remove it once no pod uses its range): %w", path, err, ErrCorruptState)
 	}
+	ns, id, kerr := splitKey(l.Key)
 	switch {
-	case l.Version != leaseVersion:
+	case l.Version != leaseVersion && l.Version != leaseVersionBare:
 		err = fmt.Errorf("unknown version %d", l.Version)
+	case kerr != nil:
+		err = kerr
+	case l.Version == leaseVersionBare && (ns != "" || l.Namespace != ""):
+		err = fmt.Errorf("version 1 lease with a namespaced key %q", l.Key)
+	case l.Version == leaseVersion && (ns == "" || ns != l.Namespace || id != l.ID):
+		err = fmt.Errorf("key %q does not match namespace %q and ID %q", l.Key, l.Namespace, l.ID)
 	case l.Key+".json" != filepath.Base(path):
 		err = fmt.Errorf("key %q does not match the file name", l.Key)
 	case l.Size == 0 || l.End() > MaxIDEnd:
@@ -321,6 +387,9 @@ func (a *Allocator) read(path string) (Lease, error) {
 	}
 	if err != nil {
 		return Lease{}, fmt.Errorf("lease file %s: %v (remove it once no pod uses its range): %w", path, err, ErrCorruptState)
+	}
+	if l.Version == leaseVersionBare {
+		l.ID = l.Key
 	}
 	return l, nil
 }
@@ -371,19 +440,34 @@ func (a *Allocator) syncDir() error {
 	return nil
 }
 
-// validKey accepts containerd-style identifiers, which are safe file names:
+// splitKey checks a lease key and splits it: "NAMESPACE@ID", or a bare ID
+// (version 1 leases; ns is then empty).
+func splitKey(key string) (ns, id string, err error) {
+	ns, id, qualified := strings.Cut(key, keySep)
+	if !qualified {
+		ns, id = "", key
+	} else if err := validID(ns); err != nil {
+		return "", "", fmt.Errorf("lease key %q: namespace %w", key, err)
+	}
+	if err := validID(id); err != nil {
+		return "", "", fmt.Errorf("lease key %q: ID %w", key, err)
+	}
+	return ns, id, nil
+}
+
+// validID accepts containerd-style identifiers, which are safe file names:
 // letters, digits, '_', '.', '-', starting with a letter or digit (so a key
 // can never name the lock, a temporary file or a parent directory).
-func validKey(key string) error {
-	if key == "" || len(key) > maxKeyLen {
-		return fmt.Errorf("lease key %q: must be 1 to %d characters: %w", key, maxKeyLen, ErrInvalid)
+func validID(id string) error {
+	if id == "" || len(id) > maxIDLen {
+		return fmt.Errorf("%q: must be 1 to %d characters: %w", id, maxIDLen, ErrInvalid)
 	}
-	for i, r := range key {
+	for i, r := range id {
 		switch {
 		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
 		case i > 0 && (r == '_' || r == '.' || r == '-'):
 		default:
-			return fmt.Errorf("lease key %q: invalid character %q: %w", key, r, ErrInvalid)
+			return fmt.Errorf("%q: invalid character %q: %w", id, r, ErrInvalid)
 		}
 	}
 	return nil

@@ -62,7 +62,7 @@ func TestAllocateLowestFirstAndIdempotent(t *testing.T) {
 	a := newAlloc(t, t.TempDir(), 4)
 	o := me(t)
 	for i := range 3 {
-		r, err := a.Allocate(fmt.Sprintf("pod-%d", i), o)
+		r, err := a.Allocate(fmt.Sprintf("t@pod-%d", i), o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,12 +70,12 @@ func TestAllocateLowestFirstAndIdempotent(t *testing.T) {
 			t.Fatalf("pod-%d got %v, want start %d", i, r, want)
 		}
 	}
-	again, err := a.Allocate("pod-1", o)
+	again, err := a.Allocate("t@pod-1", o)
 	if err != nil || again.Start != 1<<31+RangeSize {
 		t.Fatalf("re-allocate pod-1 = %v, %v", again, err)
 	}
-	l, err := a.Lookup("pod-1")
-	if err != nil || l.Range != again || l.Owner != o || l.Key != "pod-1" || l.Created.IsZero() {
+	l, err := a.Lookup("t@pod-1")
+	if err != nil || l.Range != again || l.Owner != o || l.Key != "t@pod-1" || l.Created.IsZero() {
 		t.Fatalf("Lookup = %+v, %v", l, err)
 	}
 }
@@ -83,16 +83,16 @@ func TestAllocateLowestFirstAndIdempotent(t *testing.T) {
 func TestAllocateTakesOverOwner(t *testing.T) {
 	a := newAlloc(t, t.TempDir(), 2)
 	dead := Owner{Pid: 1 << 30, StartTime: 1}
-	r1, err := a.Allocate("pod", dead)
+	r1, err := a.Allocate("t@pod", dead)
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := me(t)
-	r2, err := a.Allocate("pod", o)
+	r2, err := a.Allocate("t@pod", o)
 	if err != nil || r1 != r2 {
 		t.Fatalf("re-allocate = %v, %v; want %v", r2, err, r1)
 	}
-	if l, _ := a.Lookup("pod"); l.Owner != o {
+	if l, _ := a.Lookup("t@pod"); l.Owner != o {
 		t.Fatalf("owner not taken over: %+v", l.Owner)
 	}
 }
@@ -100,20 +100,20 @@ func TestAllocateTakesOverOwner(t *testing.T) {
 func TestPersistenceAcrossAllocators(t *testing.T) {
 	dir := t.TempDir()
 	o := me(t)
-	r, err := newAlloc(t, dir, 4).Allocate("sandbox-a", o)
+	r, err := newAlloc(t, dir, 4).Allocate("t@sandbox-a", o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A restarted shim opens the same directory.
 	b := newAlloc(t, dir, 4)
-	l, err := b.Lookup("sandbox-a")
+	l, err := b.Lookup("t@sandbox-a")
 	if err != nil || l.Range != r {
 		t.Fatalf("Lookup after restart = %+v, %v", l, err)
 	}
-	if got, _ := b.Allocate("sandbox-a", o); got != r {
+	if got, _ := b.Allocate("t@sandbox-a", o); got != r {
 		t.Fatalf("same key after restart got %v, want %v", got, r)
 	}
-	if got, _ := b.Allocate("sandbox-b", o); got.Overlaps(r) {
+	if got, _ := b.Allocate("t@sandbox-b", o); got.Overlaps(r) {
 		t.Fatalf("new key got %v overlapping %v", got, r)
 	}
 }
@@ -121,7 +121,7 @@ func TestPersistenceAcrossAllocators(t *testing.T) {
 func TestPoolChangeKeepsOldLeases(t *testing.T) {
 	dir := t.TempDir()
 	o := me(t)
-	old, err := newAlloc(t, dir, 4).Allocate("old", o)
+	old, err := newAlloc(t, dir, 4).Allocate("t@old", o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,20 +131,20 @@ func TestPoolChangeKeepsOldLeases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]Range{"old": old}
+	got := map[string]Range{"t@old": old}
 	for i := range 2 {
-		k := fmt.Sprintf("new-%d", i)
+		k := fmt.Sprintf("t@new-%d", i)
 		if got[k], err = b.Allocate(k, o); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for k, r := range got {
-		if k != "old" && r.Overlaps(old) {
+		if k != "t@old" && r.Overlaps(old) {
 			t.Errorf("%s %v overlaps the old lease %v", k, r, old)
 		}
 	}
 	// Slots 0 and 1 of the shifted grid touch the old lease: only 2 were free.
-	if _, err := b.Allocate("one-too-many", o); !errors.Is(err, ErrPoolExhausted) {
+	if _, err := b.Allocate("t@one-too-many", o); !errors.Is(err, ErrPoolExhausted) {
 		t.Fatalf("want exhaustion, got %v", err)
 	}
 }
@@ -152,20 +152,20 @@ func TestPoolChangeKeepsOldLeases(t *testing.T) {
 func TestReleaseAndReuse(t *testing.T) {
 	a := newAlloc(t, t.TempDir(), 2)
 	o := me(t)
-	r0, _ := a.Allocate("a", o)
-	if _, err := a.Allocate("b", o); err != nil {
+	r0, _ := a.Allocate("t@a", o)
+	if _, err := a.Allocate("t@b", o); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Release("a"); err != nil {
+	if err := a.Release("t@a"); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Release("a"); err != nil {
+	if err := a.Release("t@a"); err != nil {
 		t.Fatalf("second release: %v", err)
 	}
-	if _, err := a.Lookup("a"); !errors.Is(err, ErrNotFound) {
+	if _, err := a.Lookup("t@a"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Lookup after release = %v, want ErrNotFound", err)
 	}
-	if r, err := a.Allocate("c", o); err != nil || r != r0 {
+	if r, err := a.Allocate("t@c", o); err != nil || r != r0 {
 		t.Fatalf("freed range not reused: %v, %v", r, err)
 	}
 }
@@ -175,11 +175,11 @@ func TestExhaustion(t *testing.T) {
 	a := newAlloc(t, dir, 3)
 	o := me(t)
 	for i := range 3 {
-		if _, err := a.Allocate(fmt.Sprintf("p%d", i), o); err != nil {
+		if _, err := a.Allocate(fmt.Sprintf("t@p%d", i), o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err := a.Allocate("p3", o)
+	_, err := a.Allocate("t@p3", o)
 	if !errors.Is(err, ErrPoolExhausted) || !strings.Contains(err.Error(), "(test)") ||
 		!strings.Contains(err.Error(), "all 3 ranges") {
 		t.Fatalf("Allocate on a full pool = %v", err)
@@ -193,7 +193,7 @@ func TestExhaustion(t *testing.T) {
 	if len(ents) != 3 {
 		t.Fatalf("lease dir holds %d files after failed allocation", len(ents))
 	}
-	if _, err := a.Lookup("p3"); !errors.Is(err, ErrNotFound) {
+	if _, err := a.Lookup("t@p3"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("failed key has a lease: %v", err)
 	}
 }
@@ -203,10 +203,10 @@ func TestReclaim(t *testing.T) {
 	a := newAlloc(t, dir, 4)
 	live := me(t)
 	dead := Owner{Pid: live.Pid, StartTime: live.StartTime + 1, BootID: live.BootID} // reused pid
-	if _, err := a.Allocate("live", live); err != nil {
+	if _, err := a.Allocate("t@live", live); err != nil {
 		t.Fatal(err)
 	}
-	deadRange, err := a.Allocate("dead", dead)
+	deadRange, err := a.Allocate("t@dead", dead)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,17 +219,17 @@ func TestReclaim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(released) != 1 || released[0].Key != "dead" || released[0].Range != deadRange {
+	if len(released) != 1 || released[0].Key != "t@dead" || released[0].Range != deadRange {
 		t.Fatalf("released %+v", released)
 	}
 	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
 		t.Errorf("stale tmp file survived: %v", err)
 	}
 	leases, _ := a.Leases()
-	if len(leases) != 1 || leases[0].Key != "live" {
+	if len(leases) != 1 || leases[0].Key != "t@live" {
 		t.Fatalf("leases after reclaim: %+v", leases)
 	}
-	if r, _ := a.Allocate("next", live); r != deadRange {
+	if r, _ := a.Allocate("t@next", live); r != deadRange {
 		t.Fatalf("reclaimed range not reused: %v", r)
 	}
 }
@@ -238,7 +238,7 @@ func TestCorruptLease(t *testing.T) {
 	dir := t.TempDir()
 	a := newAlloc(t, dir, 4)
 	o := me(t)
-	if _, err := a.Allocate("ok", Owner{Pid: 1 << 30, StartTime: 1}); err != nil {
+	if _, err := a.Allocate("t@ok", Owner{Pid: 1 << 30, StartTime: 1}); err != nil {
 		t.Fatal(err)
 	}
 	bad := filepath.Join(dir, "leases", "bad.json")
@@ -247,7 +247,7 @@ func TestCorruptLease(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Allocation refuses to guess which IDs the unreadable lease covers.
-		_, err := a.Allocate("new", o)
+		_, err := a.Allocate("t@new", o)
 		var marker interface{ FailedPrecondition() }
 		if !errors.Is(err, ErrCorruptState) || !errors.As(err, &marker) || !strings.Contains(err.Error(), bad) {
 			t.Fatalf("Allocate with %q = %v", content, err)
@@ -255,7 +255,7 @@ func TestCorruptLease(t *testing.T) {
 	}
 	// Reclaim still frees what it can and reports the rest.
 	released, err := a.Reclaim(OwnerAlive)
-	if !errors.Is(err, ErrCorruptState) || len(released) != 1 || released[0].Key != "ok" {
+	if !errors.Is(err, ErrCorruptState) || len(released) != 1 || released[0].Key != "t@ok" {
 		t.Fatalf("Reclaim = %+v, %v", released, err)
 	}
 }
@@ -263,7 +263,7 @@ func TestCorruptLease(t *testing.T) {
 func TestInvalidInput(t *testing.T) {
 	a := newAlloc(t, t.TempDir(), 1)
 	o := me(t)
-	for _, k := range []string{"", ".hidden", "-x", "a/b", "../x", "lock json", strings.Repeat("a", maxKeyLen+1)} {
+	for _, k := range []string{"", ".hidden", "-x", "a/b", "../x", "lock json", strings.Repeat("a", maxIDLen+1), "a@b@c", "@x", "x@", "a@" + strings.Repeat("a", maxIDLen+1)} {
 		if _, err := a.Allocate(k, o); !errors.Is(err, ErrInvalid) {
 			t.Errorf("Allocate(%q) = %v, want ErrInvalid", k, err)
 		}
@@ -271,7 +271,10 @@ func TestInvalidInput(t *testing.T) {
 			t.Errorf("Lookup(%q) = %v, want ErrInvalid", k, err)
 		}
 	}
-	if _, err := a.Allocate("k", Owner{}); !errors.Is(err, ErrInvalid) {
+	if _, err := a.Allocate("bare", o); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Allocate without a namespace = %v, want ErrInvalid", err)
+	}
+	if _, err := a.Allocate("t@k", Owner{}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Allocate without owner = %v", err)
 	}
 	if _, err := NewAllocator("relative", testPool(1)); !errors.Is(err, ErrInvalid) {
@@ -283,7 +286,7 @@ func TestInvalidInput(t *testing.T) {
 }
 
 func TestFreeSkipsMisalignedLeases(t *testing.T) {
-	a := &Allocator{pool: testPool(4)}
+	a := &Allocator{pool: testPool(4), size: RangeSize}
 	base := uint32(1 << 31)
 	got, ok := a.free([]Lease{
 		{Range: Range{Start: base + 10, Size: 5}},                        // slot 0
@@ -317,7 +320,7 @@ func TestConcurrentGoroutines(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			key := fmt.Sprintf("pod-%d", i/2) // pairs race for the same key
+			key := fmt.Sprintf("t@pod-%d", i/2) // pairs race for the same key
 			r, err := a.Allocate(key, o)
 			if err != nil {
 				t.Error(err)
@@ -358,11 +361,17 @@ func TestAllocatorHelperProcess(t *testing.T) {
 	out := bufio.NewWriter(os.Stdout)
 	defer out.Flush()
 	for i := range count {
-		key := fmt.Sprintf("%s-%d", f[1], i)
+		key := fmt.Sprintf("t@%s-%d", f[1], i)
 		if i%5 == 0 {
-			key = fmt.Sprintf("shared-%d", i) // every process also races for shared keys
+			key = fmt.Sprintf("t@shared-%d", i) // every process also races for shared keys
 		}
 		r, err := a.Allocate(key, o)
+		if errors.Is(err, ErrLeaseHeld) && strings.Contains(key, "shared") {
+			// Another live process holds it: a second claim never
+			// takes a live lease over.
+			fmt.Fprintf(out, "HELD %s\n", key)
+			continue
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -391,11 +400,16 @@ func TestConcurrentProcesses(t *testing.T) {
 		cmds[i] = cmd
 	}
 	got := map[string]Range{}
+	claims := map[string]int{} // per shared key: leases plus refusals
 	for i, cmd := range cmds {
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("helper %d: %v\n%s", i, err, outs[i])
 		}
 		for _, line := range strings.Split(outs[i].String(), "\n") {
+			if k, ok := strings.CutPrefix(line, "HELD "); ok {
+				claims[k]++
+				continue
+			}
 			js, ok := strings.CutPrefix(line, "LEASE ")
 			if !ok {
 				continue
@@ -411,6 +425,14 @@ func TestConcurrentProcesses(t *testing.T) {
 				t.Errorf("%s: one process got %v, another %v", l.Key, prev, l.Range)
 			}
 			got[l.Key] = l.Range
+			if strings.Contains(l.Key, "shared") {
+				claims[l.Key]++
+			}
+		}
+	}
+	for k, n := range claims {
+		if _, ok := got[k]; !ok || n != procs {
+			t.Errorf("%s: %d answers (leased: %v), want one per process", k, n, ok)
 		}
 	}
 	// 20 private keys per process plus 5 shared ones.

@@ -92,6 +92,21 @@ func DefaultPool() Pool {
 // End is the exclusive end of the pool.
 func (p Pool) End() uint64 { return uint64(p.Start) + uint64(p.Size) }
 
+// MaxRangeSize bounds a configured range size: 2^24 IDs (256 default
+// ranges) is far beyond what any image uses and keeps the default pool
+// useful for 64 pods.
+const MaxRangeSize = 1 << 24
+
+// ValidRangeSize checks a per-pod range size: a multiple of RangeSize (so
+// every pod still maps the full 16-bit ID space images use, and ranges stay
+// on the pool's grid) no larger than MaxRangeSize.
+func ValidRangeSize(size uint32) error {
+	if size == 0 || size%RangeSize != 0 || size > MaxRangeSize {
+		return fmt.Errorf("range size %d: must be a multiple of %d between %d and %d: %w", size, RangeSize, RangeSize, MaxRangeSize, ErrInvalid)
+	}
+	return nil
+}
+
 // Ranges is how many pod ranges fit; a tail smaller than RangeSize is unused.
 func (p Pool) Ranges() int { return int(p.Size / RangeSize) }
 
@@ -182,6 +197,11 @@ var ErrNotFound error = notFoundError{}
 // Kind: errdefs.ErrResourceExhausted.
 var ErrPoolExhausted error = exhaustedError{}
 
+// ErrLeaseHeld marks a claim on a lease whose owner still runs: the key is
+// in use by a live pod, and its range is never handed to a second one.
+// Kind: errdefs.ErrAlreadyExists.
+var ErrLeaseHeld error = heldError{}
+
 // ErrCorruptState marks lease state this package cannot read; allocation
 // refuses to guess around it, because a lease it cannot read may cover a
 // range still in use. Kind: errdefs.ErrFailedPrecondition.
@@ -201,6 +221,11 @@ type exhaustedError struct{}
 
 func (exhaustedError) Error() string      { return "resource exhausted" }
 func (exhaustedError) ResourceExhausted() {}
+
+type heldError struct{}
+
+func (heldError) Error() string  { return "lease held by a live owner" }
+func (heldError) AlreadyExists() {}
 
 type corruptError struct{}
 

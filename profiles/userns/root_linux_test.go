@@ -49,7 +49,7 @@ func TestIDMappedBindMount(t *testing.T) {
 		t.Skipf("temp dir filesystem %s cannot be idmapped on this kernel (%v)", fs, err)
 	}
 	a := newAlloc(t, t.TempDir(), 4)
-	r, err := a.Allocate("pod", me(t))
+	r, err := a.Allocate("t@pod", me(t))
 	if err != nil {
 		t.Fatal(err)
 	}
