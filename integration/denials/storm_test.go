@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/containerd/containerd/v2/client"
 	"golang.org/x/sys/unix"
 
 	"github.com/stockade-dev/stockade/shim/denials"
@@ -45,8 +47,16 @@ func TestStormEveryDenialAccountedFor(t *testing.T) {
 }
 
 // TestFullDiskUnderSink puts the sink on a tiny filesystem: the workload
-// must be unaffected and whatever cannot be written is counted, not lost
-// silently.
+// must be unaffected, a reader of the live file never sees half a record
+// (the sink writes whole lines or nothing), and whatever could not be
+// written is counted: once the disk has room again, one gap record says how
+// many denials were lost, so records plus gap add up to every denial.
+//
+// It used to race: it read the file while the shim was still writing, and
+// the sink's short write of a record on the full disk was visible until the
+// truncate that cut it off. Now the sink reserves space before it writes,
+// and the test reads while the shim is still alive (the task is deleted
+// only at the end), so the gap record the shim retries every second lands.
 func TestFullDiskUnderSink(t *testing.T) {
 	env := stockadeEnv(t)
 	dir := filepath.Join(t.TempDir(), "sink")
@@ -59,19 +69,55 @@ func TestFullDiskUnderSink(t *testing.T) {
 	defer unix.Unmount(dir, unix.MNT_DETACH)
 	setNodeConfig(t, env, fmt.Sprintf("dir = %q\naggregate_window = \"0\"", dir), "")
 	const n = 5000
-	id, code, out := run(t, env, fmt.Sprintf("probe -n %d keyctl; echo workload-done", n))
-	if code != 0 || !strings.Contains(out, "workload-done") || !strings.Contains(out, fmt.Sprintf("errors=%d errno=EPERM", n)) {
-		t.Fatalf("workload affected by a full sink: exit %d: %s", code, out)
+	ctx := env.Context()
+	var out buffer
+	c := env.NewContainer(t, newID("dn"), []string{"sh", "-c", fmt.Sprintf("probe -n %d keyctl; echo workload-done", n)})
+	task, err := c.NewTask(ctx, env.NewIO(nil, &out, &out))
+	if err != nil {
+		t.Fatalf("new task: %v", err)
 	}
-	rs := readRecords(t, logPath(env, dir, id))
+	defer func() { _, _ = task.Delete(ctx, client.WithProcessKill) }()
+	statusC, err := task.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var st client.ExitStatus
+	select {
+	case st = <-statusC:
+	case <-time.After(120 * time.Second):
+		t.Fatal("task did not exit within 120s")
+	}
+	if st.ExitCode() != 0 || !strings.Contains(out.String(), "workload-done") || !strings.Contains(out.String(), fmt.Sprintf("errors=%d errno=EPERM", n)) {
+		t.Fatalf("workload affected by a full sink: exit %d: %s", st.ExitCode(), out.String())
+	}
+	path := logPath(env, dir, c.ID())
+	// While the disk is full: only whole records (readRecords fails the
+	// test on a malformed line), some but not all of them.
 	var written uint64
-	for _, r := range rs {
+	for _, r := range readRecords(t, path) {
 		written += r.Count
 	}
 	if written == 0 || written >= n {
-		t.Errorf("%d of %d records on an 8 KiB disk: the test did not fill it", written, n)
+		t.Fatalf("%d of %d records on an 8 KiB disk: the test did not fill it", written, n)
 	}
-	// The rest is accounted for in the shim's log (written once per cause)
-	// and by the next gap record once the disk has room again.
-	t.Logf("%d records fit on the full disk; the workload ran to completion", written)
+	// Room again: the shim's next gap retry accounts for the rest.
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT, "size=1m"); err != nil {
+		t.Fatalf("grow the tmpfs: %v", err)
+	}
+	rs := records(t, path, n)
+	var delivered, gapped uint64
+	for _, r := range rs {
+		if r.Type == denials.TypeGap {
+			gapped += r.Dropped
+		} else {
+			delivered += r.Count
+		}
+	}
+	if delivered+gapped != n {
+		t.Errorf("delivered %d + gap %d = %d, want %d: denials disappeared on the full disk", delivered, gapped, delivered+gapped, n)
+	}
+	t.Logf("%d records fit on the full disk, %d denials reported by a gap record once it had room", delivered, gapped)
 }

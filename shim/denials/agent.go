@@ -150,7 +150,8 @@ func New(cfg config.Denials, node string, opts ...Option) (*Agent, error) {
 	}
 	sinks := o.sinks
 	if sinks == nil {
-		sinks = []Sink{NewFileSink(cfg.Dir, cfg.MaxFileBytes, cfg.MaxFiles), NewLogSink(o.ctx, cfg.LogPerMinute)}
+		fileSink := NewFileSink(cfg.Dir, cfg.MaxFileBytes, cfg.MaxFiles).Bound(cfg.RetentionPeriod(), cfg.MaxTotalBytes, o.now)
+		sinks = []Sink{fileSink, NewLogSink(o.ctx, cfg.LogPerMinute)}
 		if cfg.Syslog {
 			sinks = append(sinks, NewSyslogSink())
 		}
@@ -176,10 +177,55 @@ func New(cfg config.Denials, node string, opts ...Option) (*Agent, error) {
 		stop:     make(chan struct{}),
 	}
 	a.pipe = newPipeline(o.ctx, cfg.QueueSize, sinks, &a.stats)
-	a.loopsEnd.Add(2)
+	a.loopsEnd.Add(3)
 	go a.acceptLoop()
 	go a.flushLoop()
+	go a.sweepLoop(sinks)
 	return a, nil
+}
+
+// sweeper is a sink with retention (FileSink).
+type sweeper interface {
+	Sweep() (SweepStats, error)
+}
+
+// holder is a sink that tracks which pods are alive (FileSink).
+type holder interface {
+	Hold(a Attribution)
+}
+
+// sweepLoop sweeps the sinks at start (the pods of shims long gone) and
+// then every sweepInterval. Every shim on the node does this; the sweeps
+// lock what they remove, so they never race each other or a writer.
+func (a *Agent) sweepLoop(sinks []Sink) {
+	defer a.loopsEnd.Done()
+	var sw []sweeper
+	for _, s := range sinks {
+		if x, ok := s.(sweeper); ok {
+			sw = append(sw, x)
+		}
+	}
+	if len(sw) == 0 || a.cfg.RetentionPeriod() <= 0 && a.cfg.MaxTotalBytes <= 0 {
+		return
+	}
+	tick := time.NewTicker(sweepInterval(a.cfg.RetentionPeriod()))
+	defer tick.Stop()
+	for {
+		for _, s := range sw {
+			st, err := s.Sweep()
+			if err != nil {
+				log.G(a.ctx).WithError(err).Warn("denial sink sweep")
+			}
+			if st.Pods > 0 || st.Files > 0 {
+				log.G(a.ctx).WithFields(log.Fields{"pods": st.Pods, "files": st.Files, "bytes": st.Bytes, "total": st.Total}).Info("denial sink swept")
+			}
+		}
+		select {
+		case <-a.stop:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // listen creates the socket, replacing a stale one left by a crashed shim.
@@ -229,7 +275,16 @@ func (a *Agent) Register(containerID string, attr Attribution, mode, profile str
 	for _, opt := range opts {
 		opt(&o)
 	}
+	old := a.regs[containerID]
 	a.regs[containerID] = &registration{id: containerID, attr: attr, mode: mode, profile: profile, verdict: o.Verdict}
+	// The pod is alive while one of its containers is registered: sinks
+	// with retention must not sweep it. Re-registering holds once.
+	if old == nil || old.attr != attr {
+		a.pipe.hold(attr)
+		if old != nil {
+			a.pipe.release(old.attr)
+		}
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -47,10 +48,16 @@ type FileSink struct {
 	// open is swapped by tests.
 	open func(path string) (logWriter, int64, error)
 
-	// mu guards files: Write runs on the delivery goroutine, Release on
-	// whichever goroutine unregisters a container.
+	// retention, maxTotal and now bound the sink (see retention.go).
+	retention time.Duration
+	maxTotal  int64
+	now       func() time.Time
+
+	// mu guards files and pods: Write runs on the delivery goroutine,
+	// Hold on the registering one, Sweep on the agent's sweep loop.
 	mu    sync.Mutex
 	files map[string]*logFile
+	pods  map[string]*podState
 }
 
 type logFile struct {
@@ -66,7 +73,8 @@ func NewFileSink(root string, maxBytes int64, maxFiles int) *FileSink {
 	if maxFiles < 1 {
 		maxFiles = 1
 	}
-	return &FileSink{root: root, maxBytes: maxBytes, maxFiles: maxFiles, open: openLogFile, files: make(map[string]*logFile)}
+	return &FileSink{root: root, maxBytes: maxBytes, maxFiles: maxFiles, open: openLogFile, now: time.Now,
+		files: make(map[string]*logFile), pods: make(map[string]*podState)}
 }
 
 // Name implements Sink.
@@ -85,6 +93,9 @@ func (s *FileSink) Write(r *Record, line []byte) error {
 		if err := s.rotate(path, f); err != nil {
 			return err
 		}
+		// The sink grew by a whole file: hold it to its cap. An error
+		// (live files alone over the cap) surfaces in the periodic sweep.
+		_, _ = s.sweepLocked()
 		if f, err = s.file(path); err != nil {
 			return err
 		}
@@ -123,24 +134,37 @@ func (s *FileSink) file(path string) (*logFile, error) {
 	if f := s.files[path]; f != nil {
 		return f, nil
 	}
-	if err := mkdirAll(s.root, filepath.Dir(path)); err != nil {
+	dir := filepath.Dir(path)
+	p := s.pod(dir)
+	if err := s.lockPod(dir, p); err != nil {
+		s.releasePod(dir, p)
 		return nil, err
 	}
 	w, size, err := s.open(path)
 	if err != nil {
+		s.releasePod(dir, p)
 		return nil, err
 	}
 	f := &logFile{w: w, size: size}
 	s.files[path] = f
+	p.files++
 	return f, nil
+}
+
+// closeFile closes the live file of path. Called with s.mu held.
+func (s *FileSink) closeFile(path string, f *logFile) error {
+	delete(s.files, path)
+	if p := s.pods[filepath.Dir(path)]; p != nil && p.files > 0 {
+		p.files--
+	}
+	return f.w.Close()
 }
 
 // rotate shifts .log.N to .log.N+1 (dropping the oldest) and the live file
 // to .log.1. Renames keep the inode, so a reader following the live file by
 // handle reads its tail before moving on.
 func (s *FileSink) rotate(path string, f *logFile) error {
-	delete(s.files, path)
-	if err := f.w.Close(); err != nil {
+	if err := s.closeFile(path, f); err != nil {
 		return fmt.Errorf("failed to close %s for rotation: %w", path, err)
 	}
 	if s.maxFiles == 1 {
@@ -161,28 +185,40 @@ func (s *FileSink) rotate(path string, f *logFile) error {
 	return nil
 }
 
-// Release implements Releaser: it closes the container's file. A record that
-// still arrives later simply reopens it.
+// Release implements Releaser: it closes the container's file and drops
+// the Hold its registration took; the pod is released (retention starts)
+// when nothing holds it. A record that still arrives later simply reopens
+// the file.
 func (s *FileSink) Release(a Attribution) {
 	path := LogPath(s.root, a)
+	dir := filepath.Dir(path)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if f := s.files[path]; f != nil {
-		_ = f.w.Close()
-		delete(s.files, path)
+		_ = s.closeFile(path, f)
+	}
+	if p := s.pods[dir]; p != nil {
+		if p.holds > 0 {
+			p.holds--
+		}
+		s.releasePod(dir, p)
 	}
 }
 
-// Close implements Sink.
+// Close implements Sink. The shim is going away, and with it whatever it
+// still served: every pod it held is released.
 func (s *FileSink) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
 	for p, f := range s.files {
-		if err := f.w.Close(); err != nil {
+		if err := s.closeFile(p, f); err != nil {
 			errs = append(errs, fmt.Errorf("failed to close %s: %w", p, err))
 		}
-		delete(s.files, p)
+	}
+	for dir, p := range s.pods {
+		p.holds, p.files = 0, 0
+		s.releasePod(dir, p)
 	}
 	return errors.Join(errs...)
 }

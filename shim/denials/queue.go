@@ -119,6 +119,17 @@ func (p *pipeline) forget(containerID string) {
 	p.mu.Unlock()
 }
 
+// hold tells the sinks that track live pods that a's pod has one more
+// registered container. It runs at once: the pod must be held before its
+// first record is even queued.
+func (p *pipeline) hold(a Attribution) {
+	for _, s := range p.sinks {
+		if h, ok := s.Sink.(holder); ok {
+			h.Hold(a)
+		}
+	}
+}
+
 // release asks the sinks to free a container's resources once the queue
 // has drained past its records.
 func (p *pipeline) release(a Attribution) {
