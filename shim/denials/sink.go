@@ -58,8 +58,9 @@ type LogSink struct {
 
 // logBudget is one container's use of its budget in the current period.
 type logBudget struct {
-	start  time.Time
-	logged int
+	start       time.Time
+	containerID string
+	logged      int
 	// suppressed counts records not logged, denials the syscalls they
 	// stood for (an aggregate stands for many).
 	suppressed, denials uint64
@@ -99,6 +100,7 @@ func (s *LogSink) Write(r *Record, _ []byte) error {
 		b = &logBudget{start: now}
 		s.budgets[a] = b
 	}
+	b.containerID = r.ContainerID
 	if b.logged >= s.perPeriod {
 		b.suppressed++
 		b.denials += r.Count + r.Dropped
@@ -135,7 +137,7 @@ func (s *LogSink) report(a Attribution, b *logBudget, now time.Time) {
 		return
 	}
 	over := now.Sub(b.start).Round(time.Second)
-	s.entry(a, "").WithFields(log.Fields{
+	s.entry(a, b.containerID).WithFields(log.Fields{
 		"suppressed": b.suppressed,
 		"denials":    b.denials,
 	}).Warnf("suppressed %d denial warnings in the last %s (%d denials; every record is in the sink)", b.suppressed, over, b.denials)
