@@ -290,15 +290,20 @@ func (c *denialsCmd) line(path string, n int, b []byte) {
 	if r.Type == denials.TypeGap {
 		syscallName, action, count = "-", "lost", r.Dropped
 	}
-	pid := "-"
+	pid, comm := "-", orDash(r.Comm)
 	if r.Pid > 0 {
 		pid = strconv.Itoa(r.Pid)
+	}
+	if r.Overflow {
+		// An aggregate of calls by processes it does not name: say so
+		// rather than leave a blank that reads like one unknown process.
+		pid, comm = "*", "(overflow)"
 	}
 	// Every string comes from the record, and the record from a workload
 	// or a name it chose: escape them all (termSafe), not just comm.
 	fmt.Fprintf(c.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n",
 		r.Time.Local().Format("2006-01-02T15:04:05.000Z07:00"), termSafe(r.Namespace), termSafe(r.Pod), termSafe(r.Container),
-		termSafe(syscallName), termSafe(action), count, pid, termSafe(orDash(r.Comm)))
+		termSafe(syscallName), termSafe(action), count, pid, termSafe(comm))
 }
 
 func orDash(s string) string {

@@ -83,3 +83,18 @@ func TestDenialsTableEscapesWorkloadFields(t *testing.T) {
 		t.Errorf("JSON output changed the record:\n%s", jout)
 	}
 }
+
+// An overflow aggregate names no process; the table says so.
+func TestDenialsTableOverflow(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "log")
+	s := denials.NewFileSink(root, 1<<20, 5)
+	r := drec("shop", "web-0", "app", 1, 0)
+	r.Overflow, r.Pid, r.Comm, r.Count = true, 0, "", 4711
+	writeRecs(t, s, r)
+	_ = s.Close()
+	_, out, _ := runD(t, "--dir", root, "-n", "shop")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if f := strings.Fields(lines[len(lines)-1]); len(f) != 9 || f[6] != "4711" || f[7] != "*" || f[8] != "(overflow)" {
+		t.Errorf("overflow row %q", lines[len(lines)-1])
+	}
+}
