@@ -101,9 +101,9 @@ func ReleaseUserNSIn(ctx context.Context, c *config.Config, ns, sandboxID string
 }
 
 // ReleaseUserNS is ReleaseUserNSIn for callers that do not know the
-// containerd namespace: it can only release a lease written before lease
-// keys carried the namespace (version 1), and only once its owner has died,
-// since a bare ID may name a live pod of another namespace.
+// containerd namespace: since the same ID may name a live pod of another
+// namespace, it releases only the leases of sandboxID (any namespace,
+// either lease version) whose owning shim has died.
 //
 // Deprecated: use ReleaseUserNSIn.
 func ReleaseUserNS(ctx context.Context, c *config.Config, sandboxID string) error {
@@ -111,7 +111,10 @@ func ReleaseUserNS(ctx context.Context, c *config.Config, sandboxID string) erro
 	if err != nil {
 		return fmt.Errorf("userns: %w", err)
 	}
-	return NewUserNSStep(alloc, userns.Owner{}).releaseBare(ctx, sandboxID)
+	_, err = NewUserNSStep(alloc, userns.Owner{}).Reclaim(ctx, func(l userns.Lease) bool {
+		return l.ID != sandboxID || l.Owner.Alive()
+	})
+	return err
 }
 
 // rangeSize is the size of the ranges new pods get.

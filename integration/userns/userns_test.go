@@ -79,6 +79,9 @@ func leases(t *testing.T, env *harness.Env) map[string]bool {
 	return out
 }
 
+// key is the lease key of container id in the test namespace.
+func key(id string) string { return harness.Namespace + "@" + id }
+
 func TestRootIsUnprivilegedOnHost(t *testing.T) {
 	env := stockadeEnv(t)
 	_, task := start(t, env, newID("root"), []string{"sleep", "3600"})
@@ -222,7 +225,7 @@ func TestRangeReleasedOnDeleteAndAfterShimKill(t *testing.T) {
 	env := stockadeEnv(t)
 	id := newID("rel")
 	c, task := start(t, env, id, []string{"sleep", "3600"})
-	if !leases(t, env)[id] {
+	if !leases(t, env)[key(id)] {
 		t.Fatalf("no lease for %s while it runs", id)
 	}
 	ctx := env.Context()
@@ -230,7 +233,7 @@ func TestRangeReleasedOnDeleteAndAfterShimKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = c.Delete(ctx, client.WithSnapshotCleanup)
-	if leases(t, env)[id] {
+	if leases(t, env)[key(id)] {
 		t.Errorf("lease of %s survived its deletion", id)
 	}
 
@@ -249,13 +252,13 @@ func TestRangeReleasedOnDeleteAndAfterShimKill(t *testing.T) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if !leases(t, env)[id] && syscall.Kill(ctrPid, 0) != nil {
+		if !leases(t, env)[key(id)] && syscall.Kill(ctrPid, 0) != nil {
 			return
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Errorf("30s after its shim was killed: lease held=%v, container pid %d alive=%v",
-		leases(t, env)[id], ctrPid, syscall.Kill(ctrPid, 0) == nil)
+		leases(t, env)[key(id)], ctrPid, syscall.Kill(ctrPid, 0) == nil)
 }
 
 // parentShim finds the shim that is the parent of a container pid.
