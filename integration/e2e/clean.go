@@ -1,0 +1,386 @@
+package e2e
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The host state one cluster leaves and the next run must find even when the
+// previous one was killed half-way: a fixed directory, a fixed cgroup name,
+// and small files in the directory naming everything else.
+const (
+	// cgroupName is the kubelet's cgroup root under every hierarchy; every
+	// pod and container cgroup lies below it.
+	cgroupName = "stockade-e2e"
+	// harnessDirFile holds the private containerd's directory (random).
+	harnessDirFile = "harness-dir"
+	// bridgeFile holds the CNI bridge's name and networkFile the CNI
+	// network's name (libcni caches results host-wide under it).
+	bridgeFile  = "bridge"
+	networkFile = "network"
+	// sysctlFile holds the values of the sysctls the kubelet changes, read
+	// before it first started.
+	sysctlFile = "sysctls"
+)
+
+// kubeletSysctls are the sysctls the kubelet sets at start when
+// protectKernelDefaults is false (pkg/kubelet/cm setupKernelTunables).
+var kubeletSysctls = []string{
+	"vm.overcommit_memory",
+	"vm.panic_on_oom",
+	"kernel.panic",
+	"kernel.panic_on_oops",
+	"kernel.keys.root_maxkeys",
+	"kernel.keys.root_maxbytes",
+}
+
+func sysctlPath(name string) string {
+	return filepath.Join("/proc/sys", strings.ReplaceAll(name, ".", "/"))
+}
+
+// saveSysctls records the current values unless a record already exists:
+// then it is the one from before an earlier kubelet and must be kept.
+func saveSysctls(dir string) error {
+	path := filepath.Join(dir, sysctlFile)
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	var b strings.Builder
+	for _, name := range kubeletSysctls {
+		v, err := os.ReadFile(sysctlPath(name))
+		if err != nil {
+			return fmt.Errorf("read sysctl %s: %w", name, err)
+		}
+		fmt.Fprintf(&b, "%s=%s\n", name, strings.TrimSpace(string(v)))
+	}
+	return writeFileSync(path, b.String())
+}
+
+func restoreSysctls(dir string) error {
+	path := filepath.Join(dir, sysctlFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		name, val, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		if err := os.WriteFile(sysctlPath(name), []byte(val), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("restore sysctl %s=%s: %w", name, val, err))
+		}
+	}
+	if len(errs) == 0 {
+		errs = append(errs, os.Remove(path))
+	}
+	return errors.Join(errs...)
+}
+
+// writeFileSync writes a small state file durably: a run killed right after
+// must still find it.
+func writeFileSync(path, content string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(content); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func readState(dir, name string) string {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// cleanHost removes everything a cluster rooted at dir may have left: its
+// processes and the containers' (wherever they were reparented), mounts,
+// the CNI bridge and cached CNI results, the cgroup tree, the kubelet's
+// /var/log/containers links and the sysctls it changed; then dir itself.
+// It is both the last step of a normal teardown and the first step of a run
+// that finds dir left by a killed one.
+func cleanHost(dir string) error {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	harnessDir := readState(dir, harnessDirFile)
+	roots := []string{dir}
+	if harnessDir != "" {
+		roots = append(roots, harnessDir)
+	}
+	var errs []error
+
+	// Several rounds: a shim killed in the first may leave a container
+	// process that only becomes visible as an orphan afterwards.
+	for range 5 {
+		if killUnder(roots) == 0 {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	for _, r := range roots {
+		errs = append(errs, unmountUnder(r))
+	}
+	if br := readState(dir, bridgeFile); br != "" {
+		errs = append(errs, deleteLink(br))
+	}
+	if nw := readState(dir, networkFile); nw != "" {
+		stale, _ := filepath.Glob(filepath.Join("/var/lib/cni/results", nw+"-*"))
+		for _, f := range stale {
+			_ = os.Remove(f)
+		}
+	}
+	errs = append(errs, removeCgroups())
+	errs = append(errs, removeLogLinks(roots))
+	errs = append(errs, restoreSysctls(dir))
+	if err := errors.Join(errs...); err != nil {
+		// Keep dir (and the state files in it) so that the next run
+		// retries instead of forgetting what is left.
+		return err
+	}
+	for _, r := range roots {
+		if err := os.RemoveAll(r); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// killUnder SIGKILLs every process started with an argument under one of
+// roots (containerd, shims, the Kubernetes components), every process whose
+// root directory is under one (container processes), and every process in
+// the kubelet's cgroup tree. It returns how many it signalled.
+func killUnder(roots []string) int {
+	pids := map[int]bool{}
+	for _, cg := range cgroupDirs() {
+		_ = filepath.WalkDir(cg, func(path string, d os.DirEntry, err error) error {
+			if err != nil || !d.IsDir() {
+				return nil
+			}
+			data, err := os.ReadFile(filepath.Join(path, "cgroup.procs"))
+			if err != nil {
+				return nil
+			}
+			for _, f := range strings.Fields(string(data)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					pids[pid] = true
+				}
+			}
+			return nil
+		})
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, ent := range entries {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
+		root, _ := os.Readlink(filepath.Join("/proc", ent.Name(), "root"))
+		for _, r := range roots {
+			if strings.Contains(string(cmdline), r+"/") || strings.HasPrefix(root, r+"/") {
+				pids[pid] = true
+			}
+		}
+	}
+	delete(pids, os.Getpid())
+	n := 0
+	for pid := range pids {
+		if unix.Kill(pid, syscall.SIGKILL) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// cgroupDirs returns the kubelet's cgroup root in every mounted hierarchy
+// (cgroup v1 controllers, the named systemd one and the unified one).
+func cgroupDirs() []string {
+	var out []string
+	for _, m := range mounts() {
+		if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+			out = append(out, filepath.Join(m.point, cgroupName))
+		}
+	}
+	return out
+}
+
+// makeCgroups creates the kubelet's cgroup root in every hierarchy: the
+// kubelet refuses to start when its --cgroup-root is missing in one.
+func makeCgroups() error {
+	for _, d := range cgroupDirs() {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("create cgroup %s: %w", d, err)
+		}
+		// A v1 cpuset cgroup starts with no CPUs and no memory nodes; no
+		// process can join one below it until they are copied from above.
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			parent, err := os.ReadFile(filepath.Join(filepath.Dir(d), f))
+			if err != nil {
+				continue
+			}
+			if err := os.WriteFile(filepath.Join(d, f), parent, 0o644); err != nil {
+				return fmt.Errorf("init %s/%s: %w", d, f, err)
+			}
+		}
+	}
+	return nil
+}
+
+// removeCgroups removes the cgroup tree below the kubelet's root in every
+// hierarchy, deepest first. Processes must be gone: a populated cgroup
+// cannot be removed, and the error says which.
+func removeCgroups() error {
+	var errs []error
+	for _, root := range cgroupDirs() {
+		var dirs []string
+		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+		for _, d := range dirs {
+			var err error
+			// A cgroup whose last process was just killed may still count
+			// it for a moment.
+			for range 20 {
+				if err = unix.Rmdir(d); err == nil || errors.Is(err, unix.ENOENT) || !errors.Is(err, unix.EBUSY) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeLogLinks deletes the kubelet's /var/log/containers symlinks that
+// point into one of roots (a kubelet stopped with pods left removes none).
+func removeLogLinks(roots []string) error {
+	entries, err := os.ReadDir("/var/log/containers")
+	if err != nil {
+		return nil
+	}
+	var errs []error
+	for _, ent := range entries {
+		p := filepath.Join("/var/log/containers", ent.Name())
+		target, err := os.Readlink(p)
+		if err != nil {
+			continue
+		}
+		for _, r := range roots {
+			if strings.HasPrefix(target, r+"/") {
+				if err := os.Remove(p); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type mount struct{ point, fstype string }
+
+func mounts() []mount {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []mount
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		// mountinfo: ... mount-point ... - fstype source options
+		sep := -1
+		for i, fld := range fields {
+			if fld == "-" {
+				sep = i
+				break
+			}
+		}
+		if len(fields) < 5 || sep < 0 || sep+1 >= len(fields) {
+			continue
+		}
+		out = append(out, mount{point: unescapeMountPath(fields[4]), fstype: fields[sep+1]})
+	}
+	return out
+}
+
+// unmountUnder lazily unmounts every mount point under dir, deepest first.
+func unmountUnder(dir string) error {
+	var points []string
+	for _, m := range mounts() {
+		if strings.HasPrefix(m.point, dir+"/") {
+			points = append(points, m.point)
+		}
+	}
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	var errs []error
+	for _, mp := range points {
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", mp, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func deleteLink(name string) error {
+	if _, err := os.Stat(filepath.Join("/sys/class/net", name)); err != nil {
+		return nil
+	}
+	if out, err := exec.Command("ip", "link", "del", name).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip link del %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

@@ -1,0 +1,146 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/stockade-dev/stockade/integration/harness"
+)
+
+// The mission end to end: a syscall the profile denies in a stockade pod
+// gives a denial record naming the pod's Kubernetes namespace, pod and
+// container, read with `stockade denials` as an operator would.
+func TestDenialNamesThePod(t *testing.T) {
+	only(t, "stockade", func(t *testing.T, k *K) {
+		k.pod("denied", "unshare -U true; echo unshare-exit=$?; exec sleep 3600", "", "")
+		k.waitReady("denied")
+		if out := k.must("logs", "denied"); !strings.Contains(out, "unshare-exit=1") {
+			t.Fatalf("unshare was not refused: log %q", out)
+		}
+		type record struct {
+			Namespace string `json:"namespace"`
+			Pod       string `json:"pod"`
+			Container string `json:"container"`
+			Syscall   string `json:"syscall"`
+			Action    string `json:"action"`
+		}
+		var got []record
+		k.eventually("a denial record for the pod", func() error {
+			cmd := exec.Command(filepath.Join(binDir, "stockade"), "denials", "--dir", k.c.Env.LogDir,
+				"-n", k.NS, "--pod", "denied", "-o", "json")
+			out, err := cmd.Output()
+			if err != nil {
+				return fmt.Errorf("stockade denials: %w", err)
+			}
+			got = got[:0]
+			sc := bufio.NewScanner(strings.NewReader(string(out)))
+			for sc.Scan() {
+				var r record
+				if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+					return fmt.Errorf("record %q: %w", sc.Text(), err)
+				}
+				got = append(got, r)
+			}
+			for _, r := range got {
+				if r.Syscall == "unshare" {
+					return nil
+				}
+			}
+			return fmt.Errorf("no unshare record in %q", out)
+		})
+		for _, r := range got {
+			if r.Syscall != "unshare" {
+				continue
+			}
+			if r.Namespace != k.NS || r.Pod != "denied" || r.Container != "main" {
+				t.Errorf("record names %s/%s/%s, want %s/denied/main", r.Namespace, r.Pod, r.Container, k.NS)
+			}
+		}
+	})
+}
+
+// kubectl delete leaves no shim process, container process or pod cgroup
+// behind.
+func TestDeleteLeavesNothing(t *testing.T) {
+	eachClass(t, func(t *testing.T, k *K) {
+		k.pod("p", sleeper, "", "")
+		k.waitReady("p")
+		uid := k.jsonpath("pod/p", "{.metadata.uid}")
+		sandbox := sandboxID(t, k, "p")
+		if len(procsWithArg(sandbox)) == 0 {
+			t.Fatalf("no shim process with -id %s before the delete", sandbox)
+		}
+		k.must("delete", "pod", "p", "--timeout="+waitTimeout)
+		k.eventually("shim gone", func() error {
+			if pids := procsWithArg(sandbox); len(pids) > 0 {
+				return fmt.Errorf("processes for sandbox %s still run: %v", sandbox, pids)
+			}
+			return nil
+		})
+		k.eventually("pod cgroups gone", func() error {
+			for _, root := range cgroupDirs() {
+				matches, _ := filepath.Glob(filepath.Join(root, "kubepods", "*", "pod"+uid))
+				direct, _ := filepath.Glob(filepath.Join(root, "kubepods", "pod"+uid))
+				if m := append(matches, direct...); len(m) > 0 {
+					return fmt.Errorf("cgroups left: %v", m)
+				}
+			}
+			return nil
+		})
+	})
+}
+
+// sandboxID returns the CRI sandbox ID of a pod, read from its first
+// container's spec in the private containerd.
+func sandboxID(t *testing.T, k *K, pod string) string {
+	t.Helper()
+	id := strings.TrimPrefix(k.jsonpath("pod/"+pod, "{.status.containerStatuses[0].containerID}"), "containerd://")
+	ctx := namespaces.WithNamespace(context.Background(), harness.CRINamespace)
+	ctr, err := k.c.Env.Client.LoadContainer(ctx, id)
+	if err != nil {
+		t.Fatalf("container %q of pod %s: %v", id, pod, err)
+	}
+	spec, err := ctr.Spec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := spec.Annotations["io.kubernetes.cri.sandbox-id"]
+	if sb == "" {
+		t.Fatalf("container %s has no sandbox-id annotation", id)
+	}
+	return sb
+}
+
+// procsWithArg returns the pids of processes with arg among their arguments
+// (a shim carries its sandbox's ID after -id).
+func procsWithArg(arg string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, ent := range entries {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		for _, a := range strings.Split(string(cmdline), "\x00") {
+			if a == arg {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
+}
