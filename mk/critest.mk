@@ -26,7 +26,7 @@ CRITEST_FOCUS    ?=
 
 .PHONY: critest critest-tools critest-images
 
-critest: deps build critest-tools critest-images $(BIN)/images/pause.tar $(CRITEST_DIR)/run
+critest: deps build images critest-tools critest-images $(CRITEST_DIR)/run
 	$(CRITEST_DIR)/run -bin $(BIN) -images $(CRITEST_IMG_DIR) -out $(CRITEST_DIR)/report \
 		-skip hack/critest/skip.txt -by-design hack/critest/by-design.txt \
 		-parallel $(CRITEST_PARALLEL) $(if $(CRITEST_FOCUS),-focus '$(CRITEST_FOCUS)')
@@ -66,7 +66,7 @@ $(CRITEST_DIR)/nnp: hack/critest/images/nnp.c | apt-deps
 
 E2E := registry.k8s.io/e2e-test-images
 CRIT := gcr.io/k8s-staging-cri-tools
-CRITEST_IMAGES := busybox nginx httpd nonewprivs hostnet-nginx predefined-group
+CRITEST_IMAGES := busybox nginx httpd nonewprivs hostnet-nginx predefined-group test-image-tag
 critest-images: $(CRITEST_IMAGES:%=$(CRITEST_IMG_DIR)/%.tar)
 
 # The default test image: a shell and the usual applets.
@@ -103,3 +103,8 @@ $(CRITEST_IMG_DIR)/predefined-group.tar: $(BIN)/hack/mkimage hack/critest/images
 	$(BIN)/hack/mkimage -o $@ -ref $(CRIT)/test-image-predefined-group:latest -busybox $(BUSYBOX) -base \
 		-add hack/critest/images/predefined-group.passwd:/etc/passwd:0644 \
 		-add hack/critest/images/predefined-group.group:/etc/group:0644 -cmd '["sh"]'
+
+# test-image-tag:test: what the Image Volume specs mount into a container
+# (busybox, so /bin/sh exists in the mounted tree).
+$(CRITEST_IMG_DIR)/test-image-tag.tar: $(BIN)/hack/mkimage | apt-deps
+	$(BIN)/hack/mkimage -o $@ -ref $(CRIT)/test-image-tag:test -busybox $(BUSYBOX) -base -cmd '["sh"]'
