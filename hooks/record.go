@@ -19,10 +19,17 @@ type ProfileStore interface {
 // name enforce_recorded looks up: the pod's Kubernetes namespace, its
 // workload, the container's name. Outside Kubernetes it is the containerd
 // namespace and the container ID (as workload and container).
+//
+// A Kubernetes pod's stockade.dev/workload may only re-cut the pod's own
+// name (ownsWorkload): it used to name any workload of the namespace, so a
+// decoy pod could create or widen the profile the real workload is held to.
 func RecordName(c *Container) (recorded.Name, error) {
 	n := recorded.Name{Namespace: c.ContainerdNamespace, Workload: c.ID, Container: c.ID}
 	if c.Pod.Kubernetes {
 		n = recorded.Name{Namespace: c.Pod.Namespace, Workload: WorkloadOf(c.Pod.Name), Container: c.Pod.Container}
+	}
+	if err := checkWorkloadAnnotation(c); err != nil {
+		return recorded.Name{}, err
 	}
 	if c.Annotations.Workload != "" {
 		n.Workload = c.Annotations.Workload
@@ -31,6 +38,30 @@ func RecordName(c *Container) (recorded.Name, error) {
 		return recorded.Name{}, fmt.Errorf("record mode: %w (set %s to name the workload)", err, AnnotationWorkload)
 	}
 	return n, nil
+}
+
+// checkWorkloadAnnotation refuses a stockade.dev/workload that a Kubernetes
+// pod may not use: one that is neither its own name nor a prefix of it
+// ending before a '-'. What CRI hands the runtime about a pod (name,
+// namespace, UID, annotations, labels) is all chosen by whoever creates the
+// pod; owner references never reach it. So within a namespace a workload
+// name cannot be bound to the pod's real controller, only to its name,
+// which the annotation can then cut where the controller-suffix heuristic
+// (WorkloadOf) guesses wrong, and no further: it gives a pod no name it
+// could not get by being named so. Outside Kubernetes whoever creates
+// containers holds the containerd socket, so any name is accepted.
+func checkWorkloadAnnotation(c *Container) error {
+	w := c.Annotations.Workload
+	if w == "" || !c.Pod.Kubernetes || ownsWorkload(c.Pod.Name, w) {
+		return nil
+	}
+	return fmt.Errorf("annotation %s: workload %q is neither the pod's name %q nor a prefix of it ending before a '-'; "+
+		"a pod may only name its own workload: %w", AnnotationWorkload, w, c.Pod.Name, errdefs.ErrInvalidArgument)
+}
+
+// ownsWorkload reports whether pod may record under workload w.
+func ownsWorkload(pod, w string) bool {
+	return pod == w || strings.HasPrefix(pod, w+"-")
 }
 
 // requestedProfile resolves stockade.dev/seccomp-profile: "workload/

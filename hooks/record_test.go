@@ -113,10 +113,15 @@ func TestSeccompStepRecorded(t *testing.T) {
 	if err := apply(c); err != nil || c.Result.Record != "prod/web/app" || c.Result.SeccompMode != "enforce" {
 		t.Errorf("record: %+v, %v", c.Result, err)
 	}
-	c = kube("web-7c9d8f6b5-x2k4p", Annotations{SeccompMode: SeccompModeRecord, Workload: "web-canary"})
-	c.Node = &rec
-	if err := apply(c); err != nil || c.Result.Record != "prod/web-canary/app" {
-		t.Errorf("record with workload annotation: %+v, %v", c.Result, err)
+	// The annotation re-cuts the pod's own name where the heuristic is
+	// wrong ("web-canary-7c9d8f6b5-x2k4p" derives "web-canary" already;
+	// "web" is a cut of it too).
+	for ann, want := range map[string]string{"web-canary": "prod/web-canary/app", "web": "prod/web/app", "web-canary-7c9d8f6b5-x2k4p": "prod/web-canary-7c9d8f6b5-x2k4p/app"} {
+		c = kube("web-canary-7c9d8f6b5-x2k4p", Annotations{SeccompMode: SeccompModeRecord, Workload: ann})
+		c.Node = &rec
+		if err := apply(c); err != nil || c.Result.Record != want {
+			t.Errorf("record with workload annotation %q: %+v, %v", ann, c.Result, err)
+		}
 	}
 
 	// Bad input: each fails the container, names the cause, and leaves the
@@ -149,5 +154,60 @@ func TestSeccompStepRecorded(t *testing.T) {
 	c.Node = &missing
 	if err := apply(c); err == nil || !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("missing store: %v", err)
+	}
+}
+
+// TestWorkloadAnnotationDecoy is issue 21's sixth finding: a pod annotated
+// stockade.dev/workload: web in record mode stored prod/web/app, and the
+// real web-7c9d8f6b5-x2k4p was then held to it. A Kubernetes pod may now
+// only name its own workload: the decoy is refused in record mode and under
+// enforce_recorded (it cannot escape its own profile by naming another
+// either), and the real workload still records and is held to its profile.
+func TestWorkloadAnnotationDecoy(t *testing.T) {
+	node, _ := recordStore(t)
+	node.Record.Allow = true
+	apply := func(c *Container) error {
+		_, err := (&SeccompStep{GOARCH: "amd64", Store: storeFor}).Apply(context.Background(), c)
+		return err
+	}
+	kube := func(name string, ann Annotations, n *config.Config) *Container {
+		c := seccompContainer("prod", true, nil)
+		c.Pod.Name, c.Annotations, c.Node = name, ann, n
+		return c
+	}
+	auto := *node
+	auto.Record.EnforceRecorded = true
+	for _, pod := range []string{"decoy", "decoy-7c9d8f6b5-x2k4p", "webx-x2k4p", "we"} {
+		for _, n := range []*config.Config{node, &auto} {
+			c := kube(pod, Annotations{SeccompMode: SeccompModeRecord, Workload: "web"}, n)
+			before := c.Spec.Linux
+			err := apply(c)
+			if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), AnnotationWorkload) {
+				t.Errorf("pod %s naming workload web (enforce_recorded %v): %v, want InvalidArgument naming %s", pod, n.Record.EnforceRecorded, err, AnnotationWorkload)
+			}
+			if c.Result.Record != "" || c.Spec.Linux != before {
+				t.Errorf("pod %s: a refused container was marked for recording (%q) or its spec changed", pod, c.Result.Record)
+			}
+		}
+		// Without record mode, under enforce_recorded, too.
+		c := kube(pod, Annotations{Workload: "web"}, &auto)
+		if err := apply(c); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("pod %s naming workload web under enforce_recorded: %v", pod, err)
+		}
+	}
+	// The real workload: recorded under its own name, held to its profile.
+	c := kube("web-7c9d8f6b5-x2k4p", Annotations{SeccompMode: SeccompModeRecord}, node)
+	if err := apply(c); err != nil || c.Result.Record != "prod/web/app" {
+		t.Errorf("real workload recording: %+v, %v", c.Result, err)
+	}
+	c = kube("web-7c9d8f6b5-x2k4p", Annotations{}, &auto)
+	if err := apply(c); err != nil || c.Result.SeccompProfile != "recorded:prod/web/app" {
+		t.Errorf("real workload held: %q, %v", c.Result.SeccompProfile, err)
+	}
+	// Outside Kubernetes the creator holds the containerd socket: any name.
+	c = seccompContainer("prod", false, nil)
+	c.ContainerdNamespace, c.Annotations, c.Node = "ctr", Annotations{SeccompMode: SeccompModeRecord, Workload: "web"}, node
+	if err := apply(c); err != nil || c.Result.Record != "ctr/web/c1" {
+		t.Errorf("non-Kubernetes container naming its workload: %q, %v", c.Result.Record, err)
 	}
 }

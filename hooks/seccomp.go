@@ -189,6 +189,11 @@ func (s *SeccompStep) recordedProfile(c *Container, node *config.Config, goarch 
 	case c.Annotations.SeccompProfile != "":
 		n, err = requestedProfile(c)
 	case node.Record.EnforceRecorded:
+		// A refused workload annotation fails the container: skipping it
+		// would let the pod escape the profile its workload is held to.
+		if err := checkWorkloadAnnotation(c); err != nil {
+			return "", nil, err
+		}
 		if n, err = RecordName(c); err != nil {
 			return "", nil, nil // no name of its own, so nothing recorded for it
 		}
