@@ -177,7 +177,16 @@ func (s *UserNSStep) Reclaim(ctx context.Context, alive func(userns.Lease) bool)
 	if s.alloc == nil {
 		return nil, nil
 	}
-	released, err := s.alloc.Reclaim(alive)
+	released, err := s.alloc.Reclaim(func(l userns.Lease) bool {
+		// Liveness tests written for version 1 leases look the pod up by
+		// Key, which was the bare sandbox ID (the shim's podAlive globs
+		// <state root>/*/<Key>/state.json). They see the bare ID here, so
+		// they keep finding the pod's state: a lease is never reclaimed
+		// while its pod's containers may still run. Looking across
+		// namespaces can only keep a lease longer, never free it early.
+		l.Key = l.ID
+		return alive(l)
+	})
 	for _, l := range released {
 		log.G(ctx).WithFields(log.Fields{"pod_sandbox": l.Key, "range": l.Range.String(), "owner": l.Owner.String()}).
 			Info("userns range of a dead pod reclaimed")

@@ -91,3 +91,26 @@ func TestUsernsRangeSize(t *testing.T) {
 		t.Fatalf("uid map %+v, want one mapping of %d IDs", m, 2*userns.RangeSize)
 	}
 }
+
+// TestUsernsReclaimSeesBareID: liveness tests look a lease's pod up by its
+// Key, which used to be the bare sandbox ID (the shim's podAlive finds
+// <state root>/*/<Key>/state.json). Reclaim hands them the bare ID, so a
+// lease whose owner died while its containers still run is kept.
+func TestUsernsReclaimSeesBareID(t *testing.T) {
+	ctx := context.Background()
+	e := newUsernsEnv(t, 4)
+	if _, err := e.alloc.Allocate(testKey, userns.Owner{Pid: 1 << 30, StartTime: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	released, err := e.step.Reclaim(ctx, func(l userns.Lease) bool {
+		seen = append(seen, l.Key)
+		return l.Key == testSandboxID // "its state.json exists"
+	})
+	if err != nil || len(released) != 0 || len(seen) != 1 || seen[0] != testSandboxID {
+		t.Fatalf("Reclaim released %v (%v); alive saw keys %v, want [%s]", released, err, seen, testSandboxID)
+	}
+	if _, err := e.alloc.Lookup(testKey); err != nil {
+		t.Fatalf("lease of a pod that may still run was reclaimed: %v", err)
+	}
+}
