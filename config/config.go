@@ -1,5 +1,6 @@
 // Package config is the stockade node configuration: one TOML file per node,
-// passed by containerd as the runtime option ConfigPath. Every section has
+// at DefaultPath unless $STOCKADE_CONFIG or the runtime option ConfigPath
+// names another. Every section has
 // defaults that apply when the file (or the key) is absent; unknown keys are
 // errors, so a typo cannot silently weaken isolation.
 package config
@@ -17,6 +18,13 @@ import (
 
 // DefaultPath is where the node config lives when containerd names none.
 const DefaultPath = "/etc/stockade/config.toml"
+
+// PathEnv names a node config in the environment of containerd (which hands
+// its environment to every shim) and of the CLI. It exists because a
+// runtime options block cannot carry the path for every pod: containerd
+// 2.3's client converts a runtime's options into runc's options type for
+// user-namespaced pods and fails on any other type (see README).
+const PathEnv = "STOCKADE_CONFIG"
 
 // Config is the node configuration. Each section lives in its own file.
 type Config struct {
@@ -45,12 +53,18 @@ func Default() *Config {
 	}
 }
 
-// Load reads the node config at path. If explicit is false and the file does
-// not exist, the defaults apply; a file that was named explicitly must exist.
-// Errors name the file, and where the decoder knows them, the line and key.
+// Load reads the node config at path; an empty path means $STOCKADE_CONFIG,
+// or DefaultPath when that is unset. If explicit is false and the file does
+// not exist, the defaults apply; a file that was named explicitly (by the
+// caller or the environment) must exist. Errors name the file, and where the
+// decoder knows them, the line and key.
 func Load(path string, explicit bool) (*Config, error) {
 	if path == "" {
-		path = DefaultPath
+		if env := os.Getenv(PathEnv); env != "" {
+			path, explicit = env, true
+		} else {
+			path = DefaultPath
+		}
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -70,3 +70,31 @@ func TestLoad(t *testing.T) {
 		t.Errorf("bad file: error %v does not name the file", err)
 	}
 }
+
+func TestLoadFromEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "node.toml")
+	if err := os.WriteFile(good, []byte("[seccomp]\nmode = \"complain\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(PathEnv, good)
+	c, err := Load("", false)
+	if err != nil || c.Path != good || c.Seccomp.Mode != "complain" {
+		t.Fatalf("Load from $%s: %v, %+v", PathEnv, err, c)
+	}
+	// An explicit path beats the environment.
+	other := filepath.Join(dir, "other.toml")
+	if err := os.WriteFile(other, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Load(other, true); err != nil || c.Path != other {
+		t.Fatalf("explicit path: %v, %+v", err, c)
+	}
+	// A file named by the environment must exist: a typo in a systemd
+	// drop-in must not silently fall back to the defaults.
+	missing := filepath.Join(dir, "missing.toml")
+	t.Setenv(PathEnv, missing)
+	if _, err := Load("", false); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("missing file named by $%s: %v", PathEnv, err)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"reflect"
 	"testing"
 
-	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/pelletier/go-toml/v2"
 )
 
@@ -68,11 +67,12 @@ func lookup(t *testing.T, m map[string]any, keys ...string) any {
 
 var stockadeRuntime = []string{"io.containerd.cri.v1.runtime", "containerd", "runtimes", "stockade"}
 
-// TestDropInOptionsReachShim decodes the options table the way CRI does for
-// a runtime type other than runc (GenerateRuntimeOptions: TOML into
-// runtimeoptions.v1.Options): ConfigPath must land in the field the shim
-// reads, not in ConfigBody.
-func TestDropInOptionsReachShim(t *testing.T) {
+// TestDropInHasNoOptionsBlock: containerd 2.3's client converts a runtime's
+// options into runc's options type for user-namespaced pods (hostUsers:
+// false) and fails on runtimeoptions.v1.Options, so the shipped drop-in must
+// not have an options table; the node config comes from the default path
+// or $STOCKADE_CONFIG.
+func TestDropInHasNoOptionsBlock(t *testing.T) {
 	data, err := os.ReadFile(dropIn)
 	if err != nil {
 		t.Fatal(err)
@@ -81,17 +81,9 @@ func TestDropInOptionsReachShim(t *testing.T) {
 	if err := toml.Unmarshal(data, &doc); err != nil {
 		t.Fatal(err)
 	}
-	opts := lookup(t, doc, append([]string{"plugins"}, append(stockadeRuntime, "options")...)...)
-	b, err := toml.Marshal(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ro runtimeoptions.Options
-	if err := toml.Unmarshal(b, &ro); err != nil {
-		t.Fatal(err)
-	}
-	if ro.ConfigPath != "/etc/stockade/config.toml" {
-		t.Errorf("ConfigPath = %q, want /etc/stockade/config.toml", ro.ConfigPath)
+	rt := lookup(t, doc, append([]string{"plugins"}, stockadeRuntime...)...).(map[string]any)
+	if opts, ok := rt["options"]; ok {
+		t.Errorf("the stockade handler has an options table %v: hostUsers: false pods would fail in containerd's client", opts)
 	}
 }
 
@@ -120,7 +112,6 @@ func TestDropInWithContainerd(t *testing.T) {
 	want := map[string]any{
 		"runtime_type":    "io.containerd.stockade.v1",
 		"pod_annotations": []any{"stockade.dev/*"},
-		"options":         map[string]any{"ConfigPath": "/etc/stockade/config.toml"},
 	}
 	for k, w := range want {
 		if !reflect.DeepEqual(rt[k], w) {

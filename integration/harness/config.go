@@ -166,8 +166,8 @@ imports = []
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.stockade]
         runtime_type = "io.containerd.stockade.v1"
         pod_annotations = ["stockade.dev/*"]
-        [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.stockade.options]
-          ConfigPath = {{q .NodeConfig}}
+        # No options block, as in contrib/containerd/stockade.toml: the
+        # node config comes from $STOCKADE_CONFIG (daemon.go).
 
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
         runtime_type = "io.containerd.runc.v2"

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+
+	"github.com/stockade-dev/stockade/config"
 )
 
 // Options configure Start.
@@ -148,7 +150,12 @@ func (d *daemon) start() error {
 	cmd.Dir = d.layout.Dir
 	// bin/ comes first so containerd resolves containerd-shim-stockade-v1
 	// and containerd-shim-runc-v2 from this repository, not from the host.
-	cmd.Env = append(os.Environ(), "PATH="+d.layout.BinDir+":"+os.Getenv("PATH"))
+	// The stockade handler is registered as contrib/ ships it, without a
+	// runtime options block (containerd 2.3's client fails user-namespaced
+	// pods on one); the node config reaches the shim through containerd's
+	// environment, as a systemd drop-in would set it on a node.
+	cmd.Env = append(os.Environ(), "PATH="+d.layout.BinDir+":"+os.Getenv("PATH"),
+		config.PathEnv+"="+d.layout.NodeConfig)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Its own process group: a terminal's Ctrl-C reaches the test
 		// binary, which tears down in order, not containerd directly.

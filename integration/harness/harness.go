@@ -25,7 +25,6 @@ import (
 	"path/filepath"
 
 	"github.com/containerd/containerd/api/types/runc/options"
-	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -85,8 +84,10 @@ func (e *Env) Context() context.Context {
 // RuntimeOpts returns the runtime options that make containerd start the
 // right shim for e.Runtime: pass them as client.WithRuntime(e.Runtime, opts).
 // runc gets the pinned binary and a runc root inside Dir (the shim's default
-// root is shared with any other containerd on the host); stockade gets the
-// node config.
+// root is shared with any other containerd on the host); stockade gets none,
+// as on a node: its node config comes from containerd's environment, and
+// containerd's client adds runc's options where it needs them (IoUid/IoGid
+// for user-namespaced containers).
 func (e *Env) RuntimeOpts() any {
 	if e.Handler == HandlerRunc {
 		return &options.Options{
@@ -94,7 +95,7 @@ func (e *Env) RuntimeOpts() any {
 			Root:       e.RuncRoot(),
 		}
 	}
-	return &runtimeoptions.Options{ConfigPath: e.NodeConfig}
+	return nil
 }
 
 // NewContainerOpts selects the runtime under test for client.NewContainer.

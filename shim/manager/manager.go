@@ -14,8 +14,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	"github.com/containerd/containerd/api/types"
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/v2/defaults"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shim"
@@ -112,11 +116,47 @@ func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ *b
 			_ = cmd.Process.Kill()
 		}
 	}()
+	if err := joinShimCgroup(params, cmd.Process.Pid); err != nil {
+		return nil, err
+	}
+	// Like the runc shim: one more than containerd's own score, so the
+	// kernel kills the shim before containerd under memory pressure.
 	if err := shim.AdjustOOMScore(cmd.Process.Pid); err != nil {
 		return nil, fmt.Errorf("adjust shim oom score: %w", err)
 	}
 	res.Address = address
 	return res, nil
+}
+
+// joinShimCgroup moves the shim server into the cgroup containerd names in
+// runc's options (ShimCgroup), as the runc shim does: operators use it to
+// account a pod's shim to the pod. It is applied when the pod's shim starts;
+// containers that join a running shim cannot move it again.
+func joinShimCgroup(params *bootapi.BootstrapParams, pid int) error {
+	var opts runcoptions.Options
+	found, err := params.FindExtension(&opts)
+	if err != nil {
+		return fmt.Errorf("runtime options: %w", err)
+	}
+	if !found || opts.ShimCgroup == "" {
+		return nil
+	}
+	var err2 error
+	if cgroups.Mode() == cgroups.Unified {
+		var cg *cgroup2.Manager
+		if cg, err2 = cgroup2.Load(opts.ShimCgroup); err2 == nil {
+			err2 = cg.AddProc(uint64(pid))
+		}
+	} else {
+		var cg cgroup1.Cgroup
+		if cg, err2 = cgroup1.Load(cgroup1.StaticPath(opts.ShimCgroup)); err2 == nil {
+			err2 = cg.AddProc(uint64(pid))
+		}
+	}
+	if err2 != nil {
+		return fmt.Errorf("runtime option ShimCgroup %q: join: %w", opts.ShimCgroup, err2)
+	}
+	return nil
 }
 
 func serverCommand(ctx context.Context, id string, params *bootapi.BootstrapParams) (*exec.Cmd, error) {

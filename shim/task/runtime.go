@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
@@ -75,8 +76,17 @@ func (r *Runtime) nodeConfig(ctx context.Context, opts *anypb.Any) (*config.Conf
 	return c, nil
 }
 
-// configSource reads containerd's runtime options for a non-runc runtime
-// type: runtimeoptions.v1.Options{config_path, config_body}.
+// configSource reads the node config's source from containerd's runtime
+// options. Two types arrive:
+//   - runtimeoptions.v1.Options{config_path, config_body}: what CRI sends a
+//     non-runc runtime type whose handler has an options block;
+//   - containerd.runc.v1.Options: what containerd's client sends any shim
+//     for a user-namespaced container (IoUid/IoGid), a shim cgroup or an OOM
+//     score, whatever the runtime type. It names no config, so the node
+//     config comes from $STOCKADE_CONFIG or the default path. Its fields are
+//     honoured where they mean something to stockade: ShimCgroup by the
+//     manager at start; IoUid/IoGid are what the container's root maps to,
+//     which is how stockade already owns the stdio pipes.
 func configSource(opts *anypb.Any) (path, body string, err error) {
 	if opts == nil || opts.GetTypeUrl() == "" {
 		return "", "", nil
@@ -85,12 +95,14 @@ func configSource(opts *anypb.Any) (path, body string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("runtime options %s: %w: %w", opts.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
 	}
-	o, ok := v.(*runtimeoptions.Options)
-	if !ok {
-		return "", "", fmt.Errorf("runtime options: unsupported type %s (stockade takes %s with ConfigPath): %w",
-			opts.GetTypeUrl(), "runtimeoptions.v1.Options", errdefs.ErrInvalidArgument)
+	switch o := v.(type) {
+	case *runtimeoptions.Options:
+		return o.ConfigPath, string(o.ConfigBody), nil
+	case *runcoptions.Options:
+		return "", "", nil
 	}
-	return o.ConfigPath, string(o.ConfigBody), nil
+	return "", "", fmt.Errorf("runtime options: unsupported type %s (stockade takes runtimeoptions.v1.Options or containerd.runc.v1.Options): %w",
+		opts.GetTypeUrl(), errdefs.ErrInvalidArgument)
 }
 
 // Intercept runs the hooks pipeline over one container's spec.
@@ -154,7 +166,6 @@ func (r *Runtime) Close(ctx context.Context) {
 		r.recorder.Close(ctx)
 	}
 }
-
 
 // resultFile keeps what the pipeline decided for a container in its bundle,
 // for operators and for "shim delete" (which releases what it names).
