@@ -39,9 +39,12 @@ type processIO struct {
 	// consoleSock receives the pty master from the container's init.
 	consoleSock *os.File
 
-	mu      sync.Mutex
-	stdinW  io.WriteCloser // where stdin is copied to; nil once closed
-	console console.Console
+	mu     sync.Mutex
+	stdinW io.WriteCloser // where stdin is copied to; nil once closed
+	// stdinHold is the shim's own write end of containerd's stdin FIFO: while
+	// it is open, a client detaching does not end the process's stdin.
+	stdinHold io.Closer
+	console   console.Console
 
 	copies  sync.WaitGroup
 	closers []io.Closer
@@ -58,9 +61,9 @@ func newProcessIO(ctx context.Context, id, ns string, stdio Stdio, lp *libcontai
 		}
 	}()
 	if stdio.Terminal {
-		if stdio.Stderr != "" && stdio.Stderr != stdio.Stdout {
-			return nil, fmt.Errorf("stderr %q: a terminal has no separate stderr: %w", stdio.Stderr, errdefs.ErrInvalidArgument)
-		}
+		// A terminal has no separate stderr: containerd's CRI still names a
+		// stderr FIFO for tty execs and containers, and, like the runc shim,
+		// the shim leaves it unopened (its reader sees EOF).
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return nil, fmt.Errorf("console socket pair: %w", err)
@@ -81,20 +84,11 @@ func newProcessIO(ctx context.Context, id, ns string, stdio Stdio, lp *libcontai
 	}
 	pio.closers = append(pio.closers, pipes.Stdout, pipes.Stderr)
 
-	// stdin: containerd's FIFO (opened non-blocking: the client may attach late).
 	pio.stdinW = pipes.Stdin
 	if stdio.Stdin == "" {
 		pio.closeStdin()
-	} else {
-		in, err := fifo.OpenFifo(ctx, stdio.Stdin, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
-		if err != nil {
-			return nil, fmt.Errorf("open stdin %s: %w", stdio.Stdin, err)
-		}
-		pio.closers = append(pio.closers, in)
-		go func() {
-			_, _ = io.Copy(pipes.Stdin, in)
-			pio.closeStdin()
-		}()
+	} else if err := pio.copyStdin(ctx, pipes.Stdin); err != nil {
+		return nil, err
 	}
 
 	if err := pio.routeOutput(ctx, id, ns, pipes.Stdout, pipes.Stderr); err != nil {
@@ -113,7 +107,7 @@ func (p *processIO) routeOutput(ctx context.Context, id, ns string, stdout, stde
 	if err != nil {
 		return fmt.Errorf("stderr: %w", err)
 	}
-	if outURI.Scheme == "binary" || errURI.Scheme == "binary" {
+	if isBinaryLogger(outURI) || isBinaryLogger(errURI) {
 		if p.stdio.Stdout != p.stdio.Stderr {
 			return fmt.Errorf("stdout %q and stderr %q: a binary:// logger must receive both: %w", p.stdio.Stdout, p.stdio.Stderr, errdefs.ErrInvalidArgument)
 		}
@@ -167,6 +161,12 @@ func (p *processIO) openSink(ctx context.Context, u *url.URL) (io.WriteCloser, e
 	return nil, fmt.Errorf("log uri %q: unsupported scheme %q: %w", u.String(), u.Scheme, errdefs.ErrInvalidArgument)
 }
 
+func isBinaryLogger(u *url.URL) bool { return u.Scheme == "binary" || u.Scheme == "binary-v2" }
+
+// loggerReadyTimeout bounds how long a binary:// logger may take to signal
+// that it is ready; a variable so tests can shorten it.
+var loggerReadyTimeout = 10 * time.Second
+
 // startLogger runs a binary:// logging driver the way containerd's shims do:
 // stdout on fd 3, stderr on fd 4, and fd 5 closed by the logger when ready.
 func (p *processIO) startLogger(ctx context.Context, id, ns string, u *url.URL, stdout, stderr *os.File) error {
@@ -194,16 +194,30 @@ func (p *processIO) startLogger(ctx context.Context, id, ns string, u *url.URL, 
 	// The logger holds its own copies of the read ends now.
 	stdout.Close()
 	stderr.Close()
-	ready := make(chan struct{})
+	// binary:// loggers signal readiness by closing fd 5 (EOF), binary-v2://
+	// ones by writing a byte first, so a logger that crashed at start is
+	// told apart from a ready one.
+	ready := make(chan int, 1)
 	go func() {
 		b := make([]byte, 1)
-		_, _ = r.Read(b)
-		close(ready)
+		n, _ := r.Read(b)
+		ready <- n
 	}()
 	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("logging binary %s did not signal readiness", u.Path)
+	case n := <-ready:
+		if u.Scheme == "binary-v2" && n == 0 {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			p.logger = nil
+			return fmt.Errorf("logging binary %s exited or closed fd 5 without signalling readiness: %w", u.Path, errdefs.ErrUnavailable)
+		}
+	case <-time.After(loggerReadyTimeout):
+		// Not left running: nothing else would ever reap it (the shim
+		// runs without a global reaper).
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		p.logger = nil
+		return fmt.Errorf("logging binary %s did not signal readiness within %s: %w", u.Path, loggerReadyTimeout, errdefs.ErrUnavailable)
 	}
 	return nil
 }
@@ -234,15 +248,12 @@ func (p *processIO) afterStart(ctx context.Context) error {
 	p.mu.Unlock()
 	p.closers = append(p.closers, con)
 	if p.stdio.Stdin != "" {
-		in, err := fifo.OpenFifo(ctx, p.stdio.Stdin, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
-		if err != nil {
-			return fmt.Errorf("open stdin %s: %w", p.stdio.Stdin, err)
-		}
-		p.closers = append(p.closers, in)
 		p.mu.Lock()
 		p.stdinW = nopWriteCloser{con}
 		p.mu.Unlock()
-		go func() { _, _ = io.Copy(con, in) }()
+		if err := p.copyStdin(ctx, con); err != nil {
+			return err
+		}
 	}
 	u, err := parseURI(p.stdio.Stdout)
 	if err != nil {
@@ -263,10 +274,47 @@ func (p *processIO) afterStart(ctx context.Context) error {
 	return nil
 }
 
-// closeStdin closes the process's stdin (CloseIO).
+// copyStdin copies containerd's stdin FIFO into dst. The FIFO is opened
+// non-blocking (the client may attach late), and the shim holds a write end
+// of its own, as the runc shim does: a client that detaches does not end the
+// process's stdin, and CloseIO (closeStdin) only drops that hold, so the copy
+// still drains what the FIFO buffers before the process sees EOF.
+func (p *processIO) copyStdin(ctx context.Context, dst io.Writer) error {
+	in, err := fifo.OpenFifo(ctx, p.stdio.Stdin, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return fmt.Errorf("open stdin %s: %w", p.stdio.Stdin, err)
+	}
+	hold, err := fifo.OpenFifo(ctx, p.stdio.Stdin, syscall.O_WRONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		in.Close()
+		return fmt.Errorf("open stdin %s for writing: %w", p.stdio.Stdin, err)
+	}
+	p.mu.Lock()
+	p.stdinHold = hold
+	p.mu.Unlock()
+	p.closers = append(p.closers, in)
+	go func() {
+		_, _ = io.Copy(dst, in)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.stdinW != nil {
+			p.stdinW.Close()
+			p.stdinW = nil
+		}
+	}()
+	return nil
+}
+
+// closeStdin ends the process's stdin (CloseIO): once what containerd's FIFO
+// still holds has been copied, or at once when there is no FIFO.
 func (p *processIO) closeStdin() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.stdinHold != nil {
+		p.stdinHold.Close()
+		p.stdinHold = nil
+		return
+	}
 	if p.stdinW != nil {
 		p.stdinW.Close()
 		p.stdinW = nil
@@ -308,7 +356,14 @@ func (p *processIO) Close() {
 	if p.consoleSock != nil {
 		p.consoleSock.Close()
 	}
-	p.closeStdin()
+	p.mu.Lock()
+	for _, c := range []io.Closer{p.stdinHold, p.stdinW} {
+		if c != nil {
+			c.Close()
+		}
+	}
+	p.stdinHold, p.stdinW = nil, nil
+	p.mu.Unlock()
 	for _, c := range p.closers {
 		c.Close()
 	}
