@@ -227,6 +227,9 @@ func (s *UserNSStep) Apply(ctx context.Context, c *Container) (Undo, error) {
 	if c.Pod.Sandbox {
 		return s.applySandbox(ctx, c)
 	}
+	if err := checkNetAdmin(c, c.SandboxPid); err != nil {
+		return nil, err
+	}
 	return nil, s.applyMember(ctx, c)
 }
 
