@@ -112,6 +112,9 @@ func Start(ctx context.Context, o Options) (_ *Cluster, retErr error) {
 	if err := writeFileSync(filepath.Join(o.Dir, harnessDirFile), env.Dir); err != nil {
 		return nil, err
 	}
+	if err := enableRecord(env); err != nil {
+		return nil, err
+	}
 	if err := c.nodeAddress(); err != nil {
 		return nil, err
 	}
@@ -136,6 +139,34 @@ func Start(ctx context.Context, o Options) (_ *Cluster, retErr error) {
 	}
 	return c, nil
 }
+
+// enableRecord lets pods ask for record mode, with the profile store in the
+// harness's directory. Shims read the node config when they start, so this
+// holds for every pod of the run; without the annotation nothing changes.
+func enableRecord(env *harness.Env) error {
+	// The shim refuses to record into a store that does not exist, as it
+	// would on a node where the installer did not create it.
+	if err := os.MkdirAll(ProfileStore(env), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(env.NodeConfig, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("node config: %w", err)
+	}
+	_, err = fmt.Fprintf(f, "\n[record]\nallow = true\nstore_dir = %q\n", ProfileStore(env))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// ProfileStore is record mode's profile store.
+func ProfileStore(env *harness.Env) string {
+	return filepath.Join(env.Dir, "stockade", "profiles")
+}
+
+// SeccompDir is where the kubelet looks up Localhost seccomp profiles.
+func (c *Cluster) SeccompDir() string { return filepath.Join(c.Dir, "kubelet", "seccomp") }
 
 // nodeAddress gives the node an address: the kubelet refuses a loopback
 // node IP, and HTTP probes go from the host to pod addresses. The harness's

@@ -77,6 +77,7 @@ func TestDeleteLeavesNothing(t *testing.T) {
 		k.waitReady("p")
 		uid := k.jsonpath("pod/p", "{.metadata.uid}")
 		sandbox := sandboxID(t, k, "p")
+		ctrID := strings.TrimPrefix(k.jsonpath("pod/p", "{.status.containerStatuses[0].containerID}"), "containerd://")
 		if len(procsWithArg(sandbox)) == 0 {
 			t.Fatalf("no shim process with -id %s before the delete", sandbox)
 		}
@@ -87,6 +88,38 @@ func TestDeleteLeavesNothing(t *testing.T) {
 			}
 			return nil
 		})
+		k.eventually("mounts gone", func() error {
+			data, err := os.ReadFile("/proc/self/mountinfo")
+			if err != nil {
+				return err
+			}
+			for _, l := range strings.Split(string(data), "\n") {
+				if strings.Contains(l, sandbox) || strings.Contains(l, ctrID) {
+					return fmt.Errorf("mount left: %s", l)
+				}
+			}
+			return nil
+		})
+		if k.Class == "stockade" {
+			// ID-range leases and denial registrations live under the
+			// shim's state_dir, named after or naming the sandbox.
+			k.eventually("shim state gone", func() error {
+				state := filepath.Join(k.c.Env.Dir, "stockade", "state")
+				return filepath.WalkDir(state, func(path string, d os.DirEntry, err error) error {
+					if err != nil || d.IsDir() && !strings.Contains(d.Name(), sandbox) {
+						return nil
+					}
+					if strings.Contains(path, sandbox) || strings.Contains(path, ctrID) {
+						return fmt.Errorf("state left: %s", path)
+					}
+					data, _ := os.ReadFile(path)
+					if strings.Contains(string(data), sandbox) {
+						return fmt.Errorf("state naming the sandbox left: %s: %s", path, data)
+					}
+					return nil
+				})
+			})
+		}
 		k.eventually("pod cgroups gone", func() error {
 			for _, root := range cgroupDirs() {
 				matches, _ := filepath.Glob(filepath.Join(root, "kubepods", "*", "pod"+uid))
@@ -143,4 +176,88 @@ func procsWithArg(arg string) []int {
 		}
 	}
 	return pids
+}
+
+// Record mode end to end: a Deployment recorded with
+// stockade.dev/seccomp-mode: record leaves a profile for its container in
+// the store; a new ReplicaSet held to it with stockade.dev/seccomp-profile
+// runs, and a call the recording never saw is denied and reported against
+// the recorded profile.
+func TestRecordThenEnforce(t *testing.T) {
+	only(t, "stockade", func(t *testing.T, k *K) {
+		deploy := func(replicas int, annotation string) {
+			k.apply(fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: rec
+spec:
+  replicas: %d
+  selector:
+    matchLabels: {app: rec}
+  template:
+    metadata:
+      labels: {app: rec}
+      annotations: {%s}
+    spec:
+      runtimeClassName: {{CLASS}}
+      terminationGracePeriodSeconds: 1
+      automountServiceAccountToken: false
+      containers:
+      - name: main
+        image: {{IMAGE}}
+        imagePullPolicy: Never
+        command: ["sh", "-c", "echo started; ls / > /dev/null; exec sleep 3600"]
+`, replicas, annotation))
+			k.must("rollout", "status", "deployment/rec", "--timeout="+waitTimeout)
+		}
+		deploy(2, `stockade.dev/seccomp-mode: record`)
+		pods := strings.Fields(k.must("get", "pods", "-l", "app=rec", "-o", "jsonpath={.items[*].metadata.name}"))
+		if len(pods) == 0 {
+			t.Fatal("no pods")
+		}
+		k.mustExec(pods[0], "cat", "/proc/self/status")
+		// A recording is merged into the store when its container exits.
+		k.must("scale", "deployment/rec", "--replicas=0")
+		k.must("wait", "--for=delete", "pod", "-l", "app=rec", "--timeout="+waitTimeout)
+		name := k.NS + "/rec/main"
+		stockade := filepath.Join(binDir, "stockade")
+		k.eventually("the recorded profile", func() error {
+			out, err := exec.Command(stockade, "profile", "show", name, "--store", ProfileStore(k.c.Env)).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("stockade profile show %s: %v: %s", name, err, out)
+			}
+			if !strings.Contains(string(out), "execve") {
+				return fmt.Errorf("recorded profile lacks execve: %s", out)
+			}
+			return nil
+		})
+
+		deploy(1, `stockade.dev/seccomp-profile: rec/main`)
+		pod := strings.Fields(k.must("get", "pods", "-l", "app=rec", "--field-selector=status.phase=Running",
+			"-o", "jsonpath={.items[*].metadata.name}"))
+		if len(pod) != 1 {
+			t.Fatalf("pods of the enforced ReplicaSet: %v", pod)
+		}
+		// sync(2) appears nowhere in the recording.
+		_, _ = k.exec(pod[0], "sync")
+		k.eventually("a denial against the recorded profile", func() error {
+			out, err := exec.Command(stockade, "denials", "--dir", k.c.Env.LogDir, "-n", k.NS,
+				"--pod", pod[0], "-o", "json").Output()
+			if err != nil {
+				return fmt.Errorf("stockade denials: %w", err)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				var r struct {
+					Container, Syscall, Profile string
+				}
+				if json.Unmarshal([]byte(line), &r) == nil && r.Syscall == "sync" {
+					if r.Container != "main" || r.Profile != "recorded:"+name {
+						t.Errorf("record names container %q profile %q, want main, recorded:%s", r.Container, r.Profile, name)
+					}
+					return nil
+				}
+			}
+			return fmt.Errorf("no sync record in %q", out)
+		})
+	})
 }

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -181,6 +183,33 @@ func TestSeccompUnconfined(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "Operation not permitted") {
 				t.Fatalf("stockade: unshare -U under Unconfined: %q, %v; want EPERM", out, err)
 			}
+		}
+	})
+}
+
+// A Localhost profile denying mkdir: runc applies it as is, stockade
+// intersects it with its baseline; either way mkdir fails with EPERM while
+// the rest of the container works.
+func TestSeccompLocalhost(t *testing.T) {
+	eachClass(t, func(t *testing.T, k *K) {
+		rel := filepath.Join("e2e", k.NS+".json")
+		path := filepath.Join(k.c.SeccompDir(), rel)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		profile := `{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}`
+		if err := os.WriteFile(path, []byte(profile), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(path) })
+		k.pod("p", sleeper, fmt.Sprintf("securityContext: {seccompProfile: {type: Localhost, localhostProfile: %q}}", rel), "")
+		k.waitReady("p")
+		out, err := k.exec("p", "mkdir", "/tmp/d")
+		if err == nil || !strings.Contains(err.Error(), "Operation not permitted") {
+			t.Fatalf("mkdir under a profile denying it: %q, %v; want EPERM", out, err)
+		}
+		if got := k.mustExec("p", "sh", "-c", "touch /tmp/f && echo ok"); strings.TrimSpace(got) != "ok" {
+			t.Fatalf("touch: %q", got)
 		}
 	})
 }
