@@ -278,6 +278,9 @@ func (e *Env) PodLogDir() string { return e.daemon.layout.PodLogDir }
 // PodSubnet is the CIDR the test bridge hands pod addresses from.
 func (e *Env) PodSubnet() string { return e.daemon.layout.Subnet }
 
+// ContainerdPID is the pid of the private containerd.
+func (e *Env) ContainerdPID() int { return e.daemon.cmd.Process.Pid }
+
 // ShimPIDs returns the pids of the shims this containerd started (they carry
 // its socket in their -address argument), keyed by pid with their argv[0].
 func (e *Env) ShimPIDs() (map[int]string, error) {

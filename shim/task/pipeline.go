@@ -67,6 +67,11 @@ func podAlive(l userns.Lease) bool {
 	if userns.OwnerAlive(l) {
 		return true
 	}
+	if l.Namespace != "" {
+		_, err := os.Stat(filepath.Join(StateRoot(l.Namespace), l.ID, "state.json"))
+		return err == nil
+	}
+	// A version 1 lease names no namespace: any namespace's state counts.
 	m, _ := filepath.Glob(filepath.Join(StateRootBase, "*", l.Key, "state.json"))
 	return len(m) > 0
 }

@@ -222,7 +222,7 @@ func CleanupDead(ctx context.Context, ns, id, bundle string) {
 		}
 	}
 	if pod := hooks.PodFromSpec(id, &specs.Spec{Annotations: ann}); pod.Sandbox {
-		if err := hooks.ReleaseUserNS(ctx, node, pod.SandboxID); err != nil {
+		if err := hooks.ReleaseUserNSIn(ctx, node, ns, pod.SandboxID); err != nil {
 			log.G(ctx).WithError(err).WithField("container_id", id).Warn("release userns range")
 		}
 	}
