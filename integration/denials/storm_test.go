@@ -115,8 +115,10 @@ func TestFullDiskUnderSink(t *testing.T) {
 	if written == 0 || written >= n {
 		t.Fatalf("%d of %d records on an 8 KiB disk: the test did not fill it", written, n)
 	}
-	// Room again: the shim's next gap retry accounts for the rest.
-	if err := unix.Mount("", dir, "", unix.MS_REMOUNT, "size=1m"); err != nil {
+	// Room again: the shim's next gap retry accounts for the rest. Room
+	// for every record (5,000 of about 450 bytes), since records still
+	// queued when the disk grows are written then.
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT, "size=64m"); err != nil {
 		t.Fatalf("grow the tmpfs: %v", err)
 	}
 	rs := records(t, path, n)
