@@ -90,6 +90,17 @@
 // and handing its fd over (a notification then would wait for an agent that
 // has no fd yet: the start hangs); they keep their original action.
 //
+// # Bounds
+//
+// A workload decides how often it is denied and much of what a record says,
+// so everything it can grow is bounded: records' strings (1 KiB each, cut
+// with a marker), aggregation windows (128 per container), shim-log
+// warnings (LogSink: log_per_minute per container, the rest counted in one
+// summary line), the file sink (files rotate; pod directories are removed
+// a retention after their pod is gone, and max_total_bytes caps the whole
+// sink, see retention.go), and lines on a full disk (space is reserved
+// before each line, so a reader never sees half a record).
+//
 // # Trust
 //
 // Nothing image- or pod-controlled chooses a sink, a path or a limit: those
