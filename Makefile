@@ -18,6 +18,12 @@ TAGS    := seccomp
 # builds a binary without seccomp support.
 export CGO_ENABLED := 1
 
+# What -v, -info and `stockade version` report.
+VERSION  ?= 0.1.0-dev
+REVISION := $(shell git rev-parse HEAD 2>/dev/null)$(shell test -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" && echo -dirty)
+LDFLAGS  := -X github.com/stockade-dev/stockade/version.Version=$(VERSION) \
+            -X github.com/stockade-dev/stockade/version.Revision=$(REVISION)
+
 CONTAINERD_VERSION := v2.3.7
 RUNC_VERSION       := v1.5.2
 APT_PACKAGES       := libseccomp-dev pkg-config busybox-static apparmor \
@@ -34,8 +40,8 @@ BUSYBOX      := /bin/busybox
 
 # Always handed to go build: the Go build cache decides what is stale.
 build:
-	$(GO) build -tags $(TAGS) -o $(BIN)/containerd-shim-stockade-v1 ./cmd/containerd-shim-stockade-v1
-	$(GO) build -tags $(TAGS) -o $(BIN)/stockade ./cmd/stockade
+	$(GO) build -tags $(TAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/containerd-shim-stockade-v1 ./cmd/containerd-shim-stockade-v1
+	$(GO) build -tags $(TAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/stockade ./cmd/stockade
 
 ## deps ----------------------------------------------------------------------
 

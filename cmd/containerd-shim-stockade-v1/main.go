@@ -6,16 +6,26 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/containerd/containerd/v2/pkg/shim"
 
 	"github.com/stockade-dev/stockade/shim/container"
 	"github.com/stockade-dev/stockade/shim/manager"
 	_ "github.com/stockade-dev/stockade/shim/task" // registers the task service plugin
+	"github.com/stockade-dev/stockade/version"
 )
 
 func main() {
 	container.MaybeInit()
+	// containerd's shim framework would print containerd's own version for
+	// -v; operators asking a shim binary its version mean stockade's.
+	for _, a := range os.Args[1:] {
+		if a == "-v" || a == "--v" || a == "-version" || a == "--version" {
+			version.Print(os.Stdout, filepath.Base(os.Args[0]))
+			return
+		}
+	}
 	if !container.SeccompCompiledIn() {
 		fmt.Fprintln(os.Stderr, "containerd-shim-stockade-v1: built without seccomp support (needs CGO_ENABLED=1 -tags seccomp)")
 		os.Exit(1)
