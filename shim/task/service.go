@@ -52,7 +52,7 @@ func init() {
 
 // entry is one container this shim serves.
 type entry struct {
-	c    *container.Container
+	c    Container
 	pod  hooks.Pod
 	undo hooks.Undo
 	res  hooks.Result
@@ -66,7 +66,8 @@ type service struct {
 	ns       string
 	shutdown shutdown.Service
 	events   chan any
-	runtime  *Runtime
+	runtime  interceptor
+	backend  Backend
 
 	mu         sync.Mutex
 	containers map[string]*entry
@@ -82,14 +83,7 @@ func NewService(ctx context.Context, publisher shim.Publisher, sd shutdown.Servi
 	if err != nil {
 		return nil, err
 	}
-	s := &service{
-		ctx:        ctx,
-		ns:         ns,
-		shutdown:   sd,
-		events:     make(chan any, 128),
-		containers: map[string]*entry{},
-		runtime:    NewRuntime(ns, containerdAddress),
-	}
+	s := newService(ctx, ns, sd, NewRuntime(ns, containerdAddress), libcontainerBackend{})
 	// containerd's idmapped-overlay support clones lowerdirs under a
 	// temporary directory; keep those under stockade's own state root.
 	if err := mount.SetTempMountLocation(filepath.Join(StateRootBase, "tmpmounts")); err != nil {
@@ -104,6 +98,21 @@ func NewService(ctx context.Context, publisher shim.Publisher, sd shutdown.Servi
 		sd.RegisterCallback(func(context.Context) error { return shim.RemoveSocket(address) })
 	}
 	return s, nil
+}
+
+// newService is the service without its process-wide side effects (event
+// forwarding, socket cleanup), over any runtime and backend: the unit tests
+// build it with fakes.
+func newService(ctx context.Context, ns string, sd shutdown.Service, rt interceptor, b Backend) *service {
+	return &service{
+		ctx:        ctx,
+		ns:         ns,
+		shutdown:   sd,
+		events:     make(chan any, 128),
+		containers: map[string]*entry{},
+		runtime:    rt,
+		backend:    b,
+	}
 }
 
 // RegisterTTRPC registers the service with the shim's ttrpc server.
@@ -124,7 +133,7 @@ func (s *service) get(id string) (*entry, error) {
 	return e, nil
 }
 
-func (s *service) process(id, execID string) (*entry, *container.Process, error) {
+func (s *service) process(id, execID string) (*entry, Process, error) {
 	e, err := s.get(id)
 	if err != nil {
 		return nil, nil, err
@@ -192,7 +201,20 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 			}
 		}()
 	}
-	c, err := container.Create(ctx, container.Config{
+	// Exits are reported only once Create has decided: a process that dies
+	// while Create fails (its stdio could not be set up) belongs to a
+	// container containerd never saw, and one that dies between the
+	// backend's Create and the registration below must still find its entry.
+	var created Container // set when Create succeeds, before settled closes
+	settled := make(chan struct{})
+	defer close(settled)
+	onExit := func(_ Container, p Process) {
+		<-settled
+		if created != nil {
+			s.processExited(created, p)
+		}
+	}
+	c, err := s.backend.Create(ctx, container.Config{
 		ID:        r.ID,
 		Namespace: s.ns,
 		Bundle:    r.Bundle,
@@ -200,15 +222,14 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		Rootfs:    rootfs,
 		Stdio:     container.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
 		StateRoot: s.runtime.StateRoot(),
-		OnExit:    s.processExited,
-		OnOOM: func(c *container.Container) {
-			s.send(&eventstypes.TaskOOM{ContainerID: c.ID})
-		},
 		ExitBarrier: func() {
 			s.lifecycleMu.Lock()
 			s.lifecycleMu.Unlock() //nolint:staticcheck // a barrier, not a critical section
 		},
 		BeforeInit: beforeInit,
+	}, Notify{
+		Exit: onExit,
+		OOM:  func(Container) { s.send(&eventstypes.TaskOOM{ContainerID: r.ID}) },
 	})
 	if err != nil {
 		return nil, err
@@ -216,6 +237,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	s.mu.Lock()
 	s.containers[r.ID] = &entry{c: c, pod: hc.Pod, undo: undo, res: hc.Result, rec: rec}
 	s.mu.Unlock()
+	created = c
 
 	pid := c.Init().Pid()
 	log.G(ctx).WithFields(log.Fields{
@@ -268,35 +290,40 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (_ *taskAP
 
 // processExited publishes exits. The init's exit waits for the container's
 // execs so that containerd sees every exec exit before the task's own.
-func (s *service) processExited(c *container.Container, p *container.Process) {
-	if p.ID == "" {
+func (s *service) processExited(c Container, p Process) {
+	if p.ExecID() == "" {
 		for _, x := range c.RunningExecs() {
 			<-x.Done()
 		}
-	}
-	if p.ID == "" {
 		// Every process of the container is gone: the recording is whole.
 		s.mu.Lock()
-		e := s.containers[c.ID]
+		e := s.containers[c.ID()]
 		s.mu.Unlock()
 		if e != nil && e.rec != nil {
-			e.rec.finish(s.ctx, s.runtime, c.ID, e.pod)
+			s.finishRecording(s.ctx, c.ID(), e)
 		}
 	}
 	s.lifecycleMu.Lock()
 	defer s.lifecycleMu.Unlock()
 	info, _ := p.Exit()
-	id := p.ID
+	id := p.ExecID()
 	if id == "" {
-		id = c.ID
+		id = c.ID()
 	}
 	s.send(&eventstypes.TaskExit{
-		ContainerID: c.ID,
+		ContainerID: c.ID(),
 		ID:          id,
 		Pid:         uint32(info.Pid),
 		ExitStatus:  uint32(info.ExitStatus),
 		ExitedAt:    protobuf.ToTimestamp(info.ExitedAt),
 	})
+}
+
+// finishRecording ends e's recording. A recording only ever comes from
+// (*Runtime).watch, so the runtime that made it is a *Runtime.
+func (s *service) finishRecording(ctx context.Context, id string, e *entry) {
+	rt, _ := s.runtime.(*Runtime)
+	e.rec.finish(ctx, rt, id, e.pod)
 }
 
 // Delete deletes an exec process, or the container with its init.
@@ -321,7 +348,7 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *task
 		// A container deleted before its exit was seen (or never started)
 		// still ends its recording; the profile is in the store when
 		// Delete returns, for whoever looks next.
-		e.rec.finish(ctx, s.runtime, r.ID, e.pod)
+		s.finishRecording(ctx, r.ID, e)
 		e.rec.wait()
 	}
 	if e.undo != nil {
@@ -388,13 +415,13 @@ func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (_ *taskAP
 	info, _ := p.Exit()
 	return &taskAPI.StateResponse{
 		ID:         r.ID,
-		Bundle:     e.c.Bundle,
+		Bundle:     e.c.Bundle(),
 		Pid:        uint32(p.Pid()),
 		Status:     st,
-		Stdin:      p.Stdio.Stdin,
-		Stdout:     p.Stdio.Stdout,
-		Stderr:     p.Stdio.Stderr,
-		Terminal:   p.Stdio.Terminal,
+		Stdin:      p.Stdio().Stdin,
+		Stdout:     p.Stdio().Stdout,
+		Stderr:     p.Stdio().Stderr,
+		Terminal:   p.Stdio().Terminal,
 		ExitStatus: uint32(info.ExitStatus),
 		ExitedAt:   protobuf.ToTimestamp(info.ExitedAt),
 		ExecID:     r.ExecID,
@@ -449,7 +476,7 @@ func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (_ *taskAPI.
 	}
 	execOf := map[int]string{}
 	for _, x := range e.c.RunningExecs() {
-		execOf[x.Pid()] = x.ID
+		execOf[x.Pid()] = x.ExecID()
 	}
 	var ps []*apitask.ProcessInfo
 	for _, pid := range pids {
