@@ -60,6 +60,11 @@ type Container struct {
 	mu      sync.Mutex
 	execs   map[string]*Process
 	deleted bool
+
+	// freezeMu serialises everything that changes or depends on the
+	// cgroup freezer: Pause, Resume, Kill with all, and an exec's start
+	// (a process started into a frozen cgroup would block its start).
+	freezeMu sync.Mutex
 }
 
 // Create mounts the rootfs, creates the libcontainer container and starts its
@@ -156,11 +161,16 @@ func Create(ctx context.Context, cfg Config) (_ *Container, retErr error) {
 		return nil, err
 	}
 	p := &Process{Stdio: cfg.Stdio, c: c, spec: cfg.Spec.Process, lp: lp, io: pio, done: make(chan struct{})}
+	startOrphanReaper(ctx)
+	spawnMu.RLock()
 	if err := lc.Start(lp); err != nil {
+		spawnMu.RUnlock()
 		pio.Close()
 		return nil, fmt.Errorf("start init of %s: %w", cfg.ID, startError(err))
 	}
 	pid, _ := lp.Pid()
+	knownPids.add(pid)
+	spawnMu.RUnlock()
 	p.pid = pid
 	c.initP = p
 	go p.watch(ctx, func(p *Process) { c.processExited(ctx, p) })
@@ -209,6 +219,9 @@ func (c *Container) Exec(ctx context.Context, id string, sp *specs.Process, stdi
 	if st := c.initP.Status(); st != Running && st != Created {
 		return nil, fmt.Errorf("container %s is %s: %w", c.ID, st, errdefs.ErrFailedPrecondition)
 	}
+	if c.Paused() {
+		return nil, fmt.Errorf("container %s is paused: %w", c.ID, errdefs.ErrFailedPrecondition)
+	}
 	if sp == nil {
 		return nil, fmt.Errorf("exec %s: process spec missing: %w", id, errdefs.ErrInvalidArgument)
 	}
@@ -230,6 +243,15 @@ func (c *Container) StartExec(ctx context.Context, p *Process) error {
 	if st := c.initP.Status(); st != Running {
 		return fmt.Errorf("container %s is %s: %w", c.ID, st, errdefs.ErrFailedPrecondition)
 	}
+	// runc refuses to exec into a paused container: the new process would
+	// join the frozen cgroup and its start would block until a Resume, with
+	// the caller's locks held. Holding freezeMu until the process runs
+	// keeps a Pause from freezing the cgroup under a starting exec.
+	c.freezeMu.Lock()
+	defer c.freezeMu.Unlock()
+	if c.Paused() {
+		return fmt.Errorf("exec %s: container %s is paused: %w", p.ID, c.ID, errdefs.ErrFailedPrecondition)
+	}
 	lp, err := newLibcontainerProcess(p.spec)
 	if err != nil {
 		return err
@@ -241,12 +263,16 @@ func (c *Container) StartExec(ctx context.Context, p *Process) error {
 	if err != nil {
 		return err
 	}
+	spawnMu.RLock()
 	if err := c.lc.Run(lp); err != nil {
+		spawnMu.RUnlock()
 		pio.Close()
 		return fmt.Errorf("exec %s in %s: %w", p.ID, c.ID, startError(translate(err)))
 	}
 	p.lp, p.io = lp, pio
 	p.pid, _ = lp.Pid()
+	knownPids.add(p.pid)
+	spawnMu.RUnlock()
 	p.status = Running
 	go p.watch(ctx, func(p *Process) { c.processExited(ctx, p) })
 	if err := pio.afterStart(ctx); err != nil {
@@ -307,30 +333,22 @@ func (c *Container) Kill(ctx context.Context, sig syscall.Signal, all bool) erro
 	if !all {
 		return c.initP.Kill(sig)
 	}
-	pids, err := c.lc.Processes()
-	if err != nil {
-		return translate(err)
-	}
-	if len(pids) == 0 && c.initP.Status() >= Stopped {
-		return ErrProcessExited
-	}
-	if sig == syscall.SIGKILL {
-		// A frozen cgroup (v1) would hold SIGKILL until thawed.
-		_ = c.lc.Resume()
-	}
-	for _, pid := range pids {
-		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-			return fmt.Errorf("kill %d: %w", pid, err)
-		}
-	}
-	return nil
+	return c.killAll(ctx, sig)
 }
 
 // Pause freezes every process of the container.
-func (c *Container) Pause(ctx context.Context) error { return translate(c.lc.Pause()) }
+func (c *Container) Pause(ctx context.Context) error {
+	c.freezeMu.Lock()
+	defer c.freezeMu.Unlock()
+	return translate(c.lc.Pause())
+}
 
 // Resume thaws the container.
-func (c *Container) Resume(ctx context.Context) error { return translate(c.lc.Resume()) }
+func (c *Container) Resume(ctx context.Context) error {
+	c.freezeMu.Lock()
+	defer c.freezeMu.Unlock()
+	return translate(c.lc.Resume())
+}
 
 // Pids lists the host pids in the container's cgroup.
 func (c *Container) Pids(ctx context.Context) ([]int, error) {

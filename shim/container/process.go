@@ -87,6 +87,9 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 // records its exit, then calls onExit.
 func (p *Process) watch(ctx context.Context, onExit func(*Process)) {
 	state, err := p.lp.Wait()
+	// Reaped: the pid may now be reused by anything, and is no longer the
+	// orphan reaper's to leave alone.
+	knownPids.remove(p.Pid())
 	status := 255
 	if state != nil {
 		if ws, ok := state.Sys().(syscall.WaitStatus); ok {
