@@ -3,7 +3,10 @@
 #   make            build the shim and the CLI into bin/
 #   make deps       Debian packages, pinned containerd and runc (instant when present)
 #   make images     local OCI image tarballs in bin/images/ (no registry)
-#   make test       unit tests, then root integration tests against a private containerd
+#   make test       verify, unit tests, fuzz smoke, root integration tests against a private containerd
+#   make verify     gofmt, go vet, staticcheck (pinned, from the Go module proxy)
+#   make unit       unit tests only (root-only cases skip without root)
+#   make integration  root integration tests only
 #   make bench      stockade vs containerd-shim-runc-v2 + runc (bench/results/)
 #   make bench-smoke  a < 60 s benchmark run, as CI does it
 
@@ -33,8 +36,8 @@ IMAGE_PREFIX := docker.io/stockade-test
 IMAGES       := $(BIN)/images/busybox.tar $(BIN)/images/pause.tar $(BIN)/images/sysbench.tar
 BUSYBOX      := /bin/busybox
 
-.PHONY: build deps apt-deps containerd runc images test unit-test integration-test fuzz fuzz-smoke \
-        vet demo bench bench-smoke clean distclean
+.PHONY: build deps apt-deps containerd runc images test unit unit-test integration integration-test fuzz fuzz-smoke \
+        vet verify staticcheck demo bench bench-smoke clean distclean
 
 ## build ---------------------------------------------------------------------
 
@@ -113,13 +116,17 @@ $(BIN)/images/sysbench.tar: $(BIN)/hack/mkimage $(BIN)/hack/sysbench
 
 ## test ----------------------------------------------------------------------
 
-# Both tiers run even when the first fails, so one CI run reports both.
+# Every tier runs even when an earlier one fails, so one CI run reports all.
 test: deps build images
 	@rc=0; \
+	$(MAKE) --no-print-directory verify || rc=1; \
 	$(MAKE) --no-print-directory unit-test || rc=1; \
 	$(MAKE) --no-print-directory fuzz-smoke || rc=1; \
 	$(MAKE) --no-print-directory integration-test || rc=1; \
 	exit $$rc
+
+unit: unit-test
+integration: integration-test
 
 # Integration packages are left out here: they run below, one at a time.
 unit-test:
@@ -154,6 +161,21 @@ fuzz-smoke fuzz:
 
 vet:
 	$(GO) vet -tags $(TAGS) ./...
+
+STATICCHECK_VERSION := v0.8.2
+
+staticcheck:
+	@if ! $(BIN)/staticcheck -version 2>/dev/null | grep -qF '($(STATICCHECK_VERSION:v%=%))'; then \
+		echo "installing staticcheck $(STATICCHECK_VERSION) into bin/"; \
+		GOFLAGS= GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); \
+	fi
+
+# gofmt, go vet and staticcheck over every package, tests included.
+verify: staticcheck
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet -tags $(TAGS) ./...
+	$(BIN)/staticcheck -tags $(TAGS) ./...
 
 ## demo and bench ------------------------------------------------------------
 
