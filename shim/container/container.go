@@ -45,6 +45,21 @@ type Config struct {
 	// directory, created empty, before the init process joins it: what
 	// watches the cgroup from there sees every process of the container.
 	BeforeInit func(cgroupDir string) error
+	// Step, if set, is called at each step of Create and of an exec's
+	// start; an error fails the operation there. Fault-injection tests use
+	// it to prove that every step's failure is undone.
+	Step func(step string) error
+}
+
+// step runs cfg.Step.
+func (c *Config) step(name string) error {
+	if c.Step == nil {
+		return nil
+	}
+	if err := c.Step(name); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
 }
 
 // Container is one running (or created, or stopped) container.
@@ -111,6 +126,9 @@ func Create(ctx context.Context, cfg Config) (_ *Container, retErr error) {
 			}
 		}()
 	}
+	if err := cfg.step("create.rootfs"); err != nil {
+		return nil, err
+	}
 
 	lcfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
 		CgroupName: cfg.ID,
@@ -139,6 +157,9 @@ func Create(ctx context.Context, cfg Config) (_ *Container, retErr error) {
 		}
 	}()
 
+	if err := cfg.step("create.libcontainer"); err != nil {
+		return nil, err
+	}
 	rootUID, err := lcfg.HostRootUID()
 	if err != nil {
 		return nil, fmt.Errorf("host root uid: %w", err)
@@ -160,6 +181,10 @@ func Create(ctx context.Context, cfg Config) (_ *Container, retErr error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := cfg.step("create.stdio"); err != nil {
+		pio.Close()
+		return nil, err
+	}
 	p := &Process{Stdio: cfg.Stdio, c: c, spec: cfg.Spec.Process, lp: lp, io: pio, done: make(chan struct{})}
 	startOrphanReaper(ctx)
 	spawnMu.RLock()
@@ -174,7 +199,11 @@ func Create(ctx context.Context, cfg Config) (_ *Container, retErr error) {
 	p.pid = pid
 	c.initP = p
 	go p.watch(ctx, func(p *Process) { c.processExited(ctx, p) })
-	if err := pio.afterStart(ctx); err != nil {
+	err = pio.afterStart(ctx)
+	if err == nil {
+		err = cfg.step("create.init")
+	}
+	if err != nil {
 		_ = lc.Signal(syscall.SIGKILL)
 		<-p.done
 		pio.Close()
@@ -263,6 +292,10 @@ func (c *Container) StartExec(ctx context.Context, p *Process) error {
 	if err != nil {
 		return err
 	}
+	if err := c.cfg.step("exec.stdio"); err != nil {
+		pio.Close()
+		return err
+	}
 	spawnMu.RLock()
 	if err := c.lc.Run(lp); err != nil {
 		spawnMu.RUnlock()
@@ -275,7 +308,11 @@ func (c *Container) StartExec(ctx context.Context, p *Process) error {
 	spawnMu.RUnlock()
 	p.status = Running
 	go p.watch(ctx, func(p *Process) { c.processExited(ctx, p) })
-	if err := pio.afterStart(ctx); err != nil {
+	err = pio.afterStart(ctx)
+	if err == nil {
+		err = c.cfg.step("exec.process")
+	}
+	if err != nil {
 		_ = lp.Signal(syscall.SIGKILL)
 		return err
 	}

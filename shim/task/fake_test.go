@@ -104,6 +104,13 @@ func (b *fakeBackend) Create(ctx context.Context, cfg container.Config, on Notif
 			return nil, err
 		}
 	}
+	for _, step := range []string{"create.rootfs", "create.libcontainer", "create.stdio", "create.init"} {
+		if cfg.Step != nil {
+			if err := cfg.Step(step); err != nil {
+				return nil, err
+			}
+		}
+	}
 	b.nextPid++
 	c := &fakeContainer{b: b, cfg: cfg, on: on, execs: map[string]*fakeProcess{}}
 	c.init = &fakeProcess{c: c, stdio: cfg.Stdio, pid: b.nextPid, done: make(chan struct{})}
@@ -204,6 +211,13 @@ func (c *fakeContainer) StartExec(ctx context.Context, pp Process) error {
 	p := pp.(*fakeProcess)
 	if c.Paused() {
 		return fmt.Errorf("exec %s: container %s is paused: %w", p.id, c.ID(), errdefs.ErrFailedPrecondition)
+	}
+	for _, step := range []string{"exec.stdio", "exec.process"} {
+		if c.cfg.Step != nil {
+			if err := c.cfg.Step(step); err != nil {
+				return err
+			}
+		}
 	}
 	p.mu.Lock()
 	if p.status != container.Created {
@@ -390,14 +404,17 @@ func newHarness(t *testing.T) *harness {
 }
 
 // bundle writes a minimal valid bundle.
-func (h *harness) bundle() string {
+func (h *harness) bundle() string { return h.bundleWith(nil) }
+
+func (h *harness) bundleWith(annotations map[string]string) string {
 	h.t.Helper()
 	dir := h.t.TempDir()
 	spec := specs.Spec{
-		Version: specs.Version,
-		Process: &specs.Process{Args: []string{"true"}, Cwd: "/"},
-		Root:    &specs.Root{Path: "rootfs"},
-		Linux:   &specs.Linux{},
+		Annotations: annotations,
+		Version:     specs.Version,
+		Process:     &specs.Process{Args: []string{"true"}, Cwd: "/"},
+		Root:        &specs.Root{Path: "rootfs"},
+		Linux:       &specs.Linux{},
 	}
 	data, err := json.Marshal(spec)
 	if err != nil {

@@ -72,6 +72,9 @@ type service struct {
 	mu         sync.Mutex
 	containers map[string]*entry
 
+	// step is the fault-injection hook (failpoint.go); nil on a node.
+	step func(ctx context.Context, id, step string) error
+
 	// lifecycleMu orders events: a process's start event is published
 	// before its exit event, even when it exits at once.
 	lifecycleMu sync.Mutex
@@ -97,7 +100,7 @@ func NewService(ctx context.Context, publisher shim.Publisher, sd shutdown.Servi
 	if address, err := shim.ReadAddress("address"); err == nil {
 		sd.RegisterCallback(func(context.Context) error { return shim.RemoveSocket(address) })
 	}
-	return s, nil
+	return withFailpoints(ctx, s), nil
 }
 
 // newService is the service without its process-wide side effects (event
@@ -169,6 +172,9 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		rootfs = append(rootfs, mount.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
 	}
 	spec, err := container.ReadSpec(r.Bundle)
+	if err == nil {
+		err = s.at(ctx, r.ID, "create.spec")
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -183,8 +189,14 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 			}
 		}
 	}()
+	if err := s.at(ctx, r.ID, "create.intercept"); err != nil {
+		return nil, err
+	}
 
 	rootfs, err = s.runtime.RemapRootfs(r.Bundle, rootfs, hc.Result)
+	if err == nil {
+		err = s.at(ctx, r.ID, "create.remap")
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -227,6 +239,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 			s.lifecycleMu.Unlock() //nolint:staticcheck // a barrier, not a critical section
 		},
 		BeforeInit: beforeInit,
+		Step:       func(step string) error { return s.at(ctx, r.ID, step) },
 	}, Notify{
 		Exit: onExit,
 		OOM:  func(Container) { s.send(&eventstypes.TaskOOM{ContainerID: r.ID}) },
@@ -235,8 +248,20 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		return nil, err
 	}
 	s.mu.Lock()
+	defer func() {
+		if retErr != nil {
+			// Before the pipeline's undo (deferred earlier, so run
+			// later): what the pipeline set up outlives the container.
+			if _, err := c.Delete(context.WithoutCancel(ctx)); err != nil {
+				log.G(ctx).WithError(err).WithField("container_id", r.ID).Warn("delete container of a failed create")
+			}
+		}
+	}()
 	s.containers[r.ID] = &entry{c: c, pod: hc.Pod, undo: undo, res: hc.Result, rec: rec}
 	s.mu.Unlock()
+	if err := s.at(ctx, r.ID, "create.registered"); err != nil {
+		return nil, err
+	}
 	created = c
 
 	pid := c.Init().Pid()
@@ -270,6 +295,13 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (_ *taskAP
 	defer func() { retErr = toGRPC(ctx, "start", r.ID, retErr) }()
 	e, p, err := s.process(r.ID, r.ExecID)
 	if err != nil {
+		return nil, err
+	}
+	step := "start"
+	if r.ExecID != "" {
+		step = "exec.start"
+	}
+	if err := s.at(ctx, r.ID, step); err != nil {
 		return nil, err
 	}
 	s.lifecycleMu.Lock()
@@ -333,6 +365,9 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *task
 	if err != nil {
 		return nil, err
 	}
+	if err := s.at(ctx, r.ID, "delete"); err != nil {
+		return nil, err
+	}
 	if r.ExecID != "" {
 		info, err := e.c.DeleteExec(ctx, r.ExecID)
 		if err != nil {
@@ -385,6 +420,9 @@ func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (_ *p
 	sp, ok := v.(*specs.Process)
 	if !ok {
 		return nil, fmt.Errorf("exec %s: spec: %T is not a process: %w", r.ExecID, v, errdefs.ErrInvalidArgument)
+	}
+	if err := s.at(ctx, r.ID, "exec"); err != nil {
+		return nil, err
 	}
 	if _, err := e.c.Exec(ctx, r.ExecID, sp, container.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}); err != nil {
 		return nil, err
