@@ -40,8 +40,8 @@ var FailpointSteps = []string{
 	"start",
 	// An exec: registration, then its start in the service and in
 	// shim/container.
-	"exec", "exec.start", "exec.stdio", "exec.process",
-	// Delete of an exec or the container.
+	"exec", "exec.start", "exec.stdio", "exec.process", "exec.delete",
+	// Delete of the container.
 	"delete",
 }
 

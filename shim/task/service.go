@@ -365,7 +365,11 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *task
 	if err != nil {
 		return nil, err
 	}
-	if err := s.at(ctx, r.ID, "delete"); err != nil {
+	step := "delete"
+	if r.ExecID != "" {
+		step = "exec.delete"
+	}
+	if err := s.at(ctx, r.ID, step); err != nil {
 		return nil, err
 	}
 	if r.ExecID != "" {

@@ -1,0 +1,247 @@
+package failpoint
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/stockade-dev/stockade/integration/harness"
+	"github.com/stockade-dev/stockade/shim/task"
+)
+
+// groupAnnotation puts containers in one shim, as one pod's are.
+const groupAnnotation = "io.containerd.runc.v2.group"
+
+// TestFailureAtEveryStepIsUndone runs, for every failpoint step, a
+// container's whole life in the same shim as a long-running sibling: the
+// step fails once, the failed operation leaves nothing behind, the retried
+// life completes with the right exit codes, nothing of the container is
+// left on the host afterwards, and the sibling is still served.
+func TestFailureAtEveryStepIsUndone(t *testing.T) {
+	env := harness.Get(t)
+	env.RequireStockade(t)
+	group := harness.NewID("fp-pod")
+	sibling := env.NewContainer(t, harness.NewID("fp-sibling"), []string{"sleep", "3600"},
+		oci.WithAnnotations(map[string]string{groupAnnotation: group}))
+	siblingTask := env.Start(t, sibling)
+	shims, err := env.ShimPIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, step := range task.FailpointSteps {
+		t.Run(step, func(t *testing.T) {
+			id := harness.NewID("fp-" + strings.ReplaceAll(step, ".", "-"))
+			c := env.NewContainer(t, id, []string{"sleep", "3600"}, oci.WithAnnotations(map[string]string{
+				groupAnnotation:          group,
+				task.FailpointAnnotation: step,
+			}))
+			life(t, env, c, step)
+			env.RemoveContainer(c)
+			assertNoLeaks(t, env, id)
+			// The pod's shim still serves its other container.
+			if code := execIn(t, env, siblingTask, "sibling-"+id, "exit 7"); code != 7 {
+				t.Errorf("exec in the sibling after %s: exit %d, want 7", step, code)
+			}
+		})
+	}
+	after, err := env.ShimPIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pid := range shims {
+		if _, ok := after[pid]; !ok {
+			t.Errorf("shim %d is gone", pid)
+		}
+	}
+}
+
+// life drives c through create, start, an exec, kill and delete; the
+// operation that hits the failpoint must fail once with the injected error
+// and is then retried the way a client would.
+func life(t *testing.T, env *harness.Env, c client.Container, step string) {
+	t.Helper()
+	ctx := env.Context()
+	failed := 0
+	injected := func(what string, err error) bool {
+		t.Helper()
+		if err == nil {
+			return false
+		}
+		if !strings.Contains(err.Error(), "failpoint "+step) || failed > 0 {
+			t.Fatalf("%s: %v (failpoint %s)", what, err, step)
+		}
+		failed++
+		return true
+	}
+
+	var tk client.Task
+	for {
+		var err error
+		tk, err = c.NewTask(ctx, cio.NullIO)
+		if !injected("create", err) {
+			break
+		}
+		// A Create that failed leaves nothing of the container.
+		assertNoLeaks(t, env, c.ID())
+	}
+	exitC, err := tk.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for injected("start", tk.Start(ctx)) {
+	}
+	for i := 0; ; i++ {
+		code, err := execOnce(ctx, env, tk, fmt.Sprintf("e%d", i), "exit 3")
+		if injected("exec", err) {
+			// The failed exec is gone, with its process if it had one:
+			// only the init is left in the container.
+			ps, err := tk.Pids(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ps) != 1 {
+				t.Errorf("after a failed exec the container has %d processes: %v", len(ps), ps)
+			}
+			continue
+		}
+		if code != 3 {
+			t.Errorf("exec exit %d, want 3", code)
+		}
+		break
+	}
+	if err := tk.Kill(ctx, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if st := <-exitC; st.ExitCode() != 137 {
+		t.Errorf("init exit %d, want 137", st.ExitCode())
+	}
+	for {
+		_, err := tk.Delete(ctx)
+		if !injected("delete", err) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if failed != 1 {
+		t.Errorf("failpoint %s hit %d times, want once", step, failed)
+	}
+}
+
+// execOnce runs sh -c script as exec id and returns its exit code; on error
+// the exec is deleted again.
+func execOnce(ctx context.Context, env *harness.Env, tk client.Task, id, script string) (uint32, error) {
+	spec := &specs.Process{Args: []string{"sh", "-c", script}, Cwd: "/", Env: []string{"PATH=/bin:/usr/bin"}}
+	p, err := tk.Exec(ctx, id, spec, cio.NullIO)
+	if err != nil {
+		return 0, err
+	}
+	st, err := p.Wait(ctx)
+	if err == nil {
+		err = p.Start(ctx)
+	}
+	if err != nil {
+		_, _ = p.Delete(ctx, client.WithProcessKill)
+		return 0, err
+	}
+	s := <-st
+	if _, err := p.Delete(ctx); err != nil {
+		// Deleting an exited exec is retried: the first failure must be
+		// the injected one.
+		if _, err2 := p.Delete(ctx); err2 != nil {
+			return 0, fmt.Errorf("delete exec twice: %w; %w", err, err2)
+		}
+		return 0, err
+	}
+	return s.ExitCode(), s.Error()
+}
+
+func execIn(t *testing.T, env *harness.Env, tk client.Task, id, script string) uint32 {
+	t.Helper()
+	code, err := execOnce(env.Context(), env, tk, id, script)
+	if err != nil {
+		t.Fatalf("exec %s: %v", id, err)
+	}
+	return code
+}
+
+// assertNoLeaks checks that nothing of container id is left on the host:
+// no mount, cgroup, libcontainer state, process, or user-namespace ID range
+// lease. Teardown is asynchronous in places (containerd removes the shim's
+// view after the reply), so it polls for a while before failing.
+func assertNoLeaks(t *testing.T, env *harness.Env, id string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		leaks := findLeaks(env, id)
+		if len(leaks) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s left behind: %s", id, strings.Join(leaks, "; "))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func findLeaks(env *harness.Env, id string) []string {
+	var leaks []string
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(mi))
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) > 4 && strings.Contains(f[4], "/"+id+"/") {
+				leaks = append(leaks, "mount "+f[4])
+			}
+		}
+	}
+	cgs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", harness.Namespace, id))
+	if one, err := os.Stat(filepath.Join("/sys/fs/cgroup", harness.Namespace, id)); err == nil && one.IsDir() {
+		cgs = append(cgs, filepath.Join("/sys/fs/cgroup", harness.Namespace, id))
+	}
+	for _, d := range cgs {
+		leaks = append(leaks, "cgroup "+d)
+	}
+	if _, err := os.Stat(filepath.Join(task.StateRoot(harness.Namespace), id)); err == nil {
+		leaks = append(leaks, "libcontainer state "+filepath.Join(task.StateRoot(harness.Namespace), id))
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cgroup")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(b, []byte("/"+harness.Namespace+"/"+id+"\n")) {
+			leaks = append(leaks, "process "+filepath.Base(filepath.Dir(p)))
+		}
+	}
+	// Each container outside a Kubernetes pod is its own pod and leases a
+	// user-namespace ID range keyed by its ID.
+	_ = filepath.WalkDir(filepath.Join(env.Dir, "stockade"), func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() || filepath.Base(filepath.Dir(path)) != "leases" {
+			return nil
+		}
+		if b, err := os.ReadFile(path); err == nil && (strings.Contains(path, id) || bytes.Contains(b, []byte(id))) {
+			leaks = append(leaks, "userns lease "+path)
+		}
+		return nil
+	})
+	return leaks
+}
