@@ -1,6 +1,10 @@
 package config
 
-import "fmt"
+import (
+	"fmt"
+	"runtime"
+	"slices"
+)
 
 // Seccomp is the [seccomp] section. Owned by the seccomp feature.
 type Seccomp struct {
@@ -18,6 +22,28 @@ type Seccomp struct {
 	// without seccomp when they ask for Unconfined. Pods elsewhere that ask
 	// for Unconfined get the generated profile.
 	UnconfinedNamespaces []string `toml:"unconfined_namespaces"`
+	// CompatABIs turns on compat syscall ABIs in every container's filter:
+	// "x86" (int $0x80, 32-bit programs) and "x32" on amd64, "arm" (32-bit
+	// ARM programs) on arm64. Empty, the default, covers the native ABI
+	// only: a call through another ABI kills the calling thread with
+	// SIGSYS. Each ABI turned on adds libseccomp compile time to every
+	// container start (x86 the most: about 100 ms with x86 and x32).
+	CompatABIs []string `toml:"compat_abis"`
+	// AllowCompatABIAnnotation lets pods choose their compat ABIs with
+	// stockade.dev/seccomp-compat-abis (which replaces compat_abis for the
+	// pod). Off by default.
+	AllowCompatABIAnnotation bool `toml:"allow_compat_abi_annotation"`
+}
+
+// CompatABINames returns the compat ABI names valid on goarch.
+func CompatABINames(goarch string) []string {
+	switch goarch {
+	case "amd64":
+		return []string{"x86", "x32"}
+	case "arm64":
+		return []string{"arm"}
+	}
+	return nil
 }
 
 func defaultSeccomp() Seccomp {
@@ -29,6 +55,17 @@ func (s *Seccomp) validate() error {
 	case "enforce", "complain":
 	default:
 		return fmt.Errorf("key seccomp.mode: unknown mode %q (want enforce or complain)", s.Mode)
+	}
+	valid := CompatABINames(runtime.GOARCH)
+	for i, a := range s.CompatABIs {
+		// Checked against this node's architecture: an ABI the node
+		// cannot run would fail every container later instead.
+		if !slices.Contains(valid, a) {
+			return fmt.Errorf("key seccomp.compat_abis[%d]: %q is not a compat ABI on %s (want one of %q)", i, a, runtime.GOARCH, valid)
+		}
+		if slices.Index(s.CompatABIs, a) != i {
+			return fmt.Errorf("key seccomp.compat_abis[%d]: %q is named twice", i, a)
+		}
 	}
 	for i, ns := range s.UnconfinedNamespaces {
 		// A typo would silently leave the intended namespace confined, or

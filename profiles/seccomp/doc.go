@@ -11,8 +11,25 @@
 // libseccomp and runs every syscall libseccomp knows through both filters).
 // It is Go data (baseline.go): an always-allowed list grouped by purpose,
 // capability-conditioned groups read from the spec's bounding, inheritable
-// and ambient capability sets, and argument-conditioned syscalls. It covers
+// and ambient capability sets, and argument-conditioned syscalls. It knows
 // x86_64 with x86 and x32, and aarch64 with arm.
+//
+// # ABIs
+//
+// The filter covers the native ABI (x86_64, aarch64) only, unless the
+// node turns compat ABIs on (Policy.CompatABIs: "x86", "x32" on amd64,
+// "arm" on arm64). Compat syscall entry points are a classic kernel attack
+// surface that almost no container image needs, and every covered ABI
+// multiplies libseccomp's compile work, paid in each container's init: the
+// baseline compiles and loads in 5-8 ms for x86_64 alone, 100-150 ms with
+// x86 and x32. A call through an ABI the filter does not cover gets
+// libseccomp's bad-architecture action, SCMP_ACT_KILL_THREAD (runc v1.5.2
+// never sets another, and its ENOSYS stub only handles the architectures in
+// the profile): the thread dies with SIGSYS, and the kernel audits it
+// (type=1326, sig=31, the compat arch) whatever the filter's flags. It
+// cannot be a denial record: the bad-architecture action is not settable
+// through runc, so it cannot be SCMP_ACT_NOTIFY. The rules are the same
+// whatever ABIs are covered.
 //
 // # Hardening beyond RuntimeDefault
 //

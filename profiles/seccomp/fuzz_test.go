@@ -144,7 +144,10 @@ func FuzzGenerate(f *testing.F) {
 			mode = ModeComplain
 		}
 		spec := specWith(caps)
-		prof, err := Generate(spec, Policy{Arch: goarch, Mode: mode, Pod: podFromBytes(podBytes)})
+		// Every compat ABI on: the 32-bit ABIs are where libseccomp folds
+		// and rewrites rules, so that is where a profile can break.
+		compat := CompatABINames(goarch)
+		prof, err := Generate(spec, Policy{Arch: goarch, Mode: mode, Pod: podFromBytes(podBytes), CompatABIs: compat})
 		if err != nil {
 			if !errors.Is(err, ErrInvalidProfile) {
 				t.Fatalf("Generate failed without ErrInvalidProfile: %v", err)
@@ -152,7 +155,7 @@ func FuzzGenerate(f *testing.F) {
 			return
 		}
 		checkShape(t, prof, goarch, mode)
-		base := mustGenerate(t, spec, Policy{Arch: goarch, Mode: mode})
+		base := mustGenerate(t, spec, Policy{Arch: goarch, Mode: mode, CompatABIs: compat})
 		abis := families[goarch]
 		vm := compileVM(t, prof, abis[0].name)
 		for _, a := range abis {

@@ -61,9 +61,74 @@ type Policy struct {
 	// output), or nil. It narrows the result like Pod; with both, a call
 	// must be allowed by all three.
 	Recorded *specs.LinuxSeccomp
+	// CompatABIs are the compat ABIs the filter covers besides the native
+	// one: "x86" and "x32" on amd64, "arm" on arm64 (see CompatABINames).
+	// Empty means the native ABI only: a call through any other ABI hits
+	// the filter's bad-architecture action (see BadArchAction).
+	CompatABIs []string
 }
 
-// ABIs returns the seccomp architectures a profile for goarch covers.
+// BadArchAction is what a call from an ABI the filter does not cover gets.
+// runc v1.5.2's libcontainer never sets libseccomp's bad-architecture
+// action, so libseccomp's default applies: SCMP_ACT_KILL_THREAD, the
+// calling thread dies with SIGSYS (a single-threaded process dies of it;
+// a shell sees exit status 159). The kernel audits it whatever the filter
+// flags, as type=1326 with sig=31 and the compat arch. runc's ENOSYS stub
+// does not change it: the stub only knows the architectures in the
+// profile and jumps to libseccomp's filter for every other one.
+const BadArchAction = "SCMP_ACT_KILL_THREAD"
+
+// compatABIs maps a GOARCH to the compat ABI names a node may turn on, in
+// the order they appear in a profile.
+var compatABIs = map[string][]struct {
+	name string
+	arch specs.Arch
+}{
+	"amd64": {{"x86", specs.ArchX86}, {"x32", specs.ArchX32}},
+	"arm64": {{"arm", specs.ArchARM}},
+}
+
+// CompatABINames returns the compat ABI names valid on goarch, for
+// configuration checks and messages.
+func CompatABINames(goarch string) []string {
+	var out []string
+	for _, c := range compatABIs[goarch] {
+		out = append(out, c.name)
+	}
+	return out
+}
+
+// FilterABIs returns the seccomp architectures a profile for goarch with
+// the named compat ABIs turned on covers: the native ABI first, then the
+// compat ones in a fixed order. An unknown or repeated name is an error
+// naming it.
+func FilterABIs(goarch string, compat []string) ([]specs.Arch, error) {
+	all, err := ABIs(goarch)
+	if err != nil {
+		return nil, err
+	}
+	on := map[string]bool{}
+	for i, n := range compat {
+		if !slices.Contains(CompatABINames(goarch), n) {
+			return nil, fmt.Errorf("compat ABI %q (compat_abis[%d]): want one of %q on %s: %w", n, i, CompatABINames(goarch), goarch, ErrInvalidPolicy)
+		}
+		if on[n] {
+			return nil, fmt.Errorf("compat ABI %q (compat_abis[%d]) is named twice: %w", n, i, ErrInvalidPolicy)
+		}
+		on[n] = true
+	}
+	out := []specs.Arch{all[0]}
+	for _, c := range compatABIs[goarch] {
+		if on[c.name] {
+			out = append(out, c.arch)
+		}
+	}
+	return out, nil
+}
+
+// ABIs returns every seccomp architecture a container on goarch can call
+// the kernel through, native first; a generated profile covers the native
+// one and those Policy.CompatABIs turns on (FilterABIs).
 func ABIs(goarch string) ([]specs.Arch, error) {
 	switch goarch {
 	case "amd64":
@@ -99,7 +164,7 @@ func Generate(spec *specs.Spec, p Policy) (*specs.LinuxSeccomp, error) {
 	if goarch == "" {
 		goarch = runtime.GOARCH
 	}
-	abis, err := ABIs(goarch)
+	abis, err := FilterABIs(goarch, p.CompatABIs)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package seccomp
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -362,6 +363,49 @@ func TestBaselineData(t *testing.T) {
 			if clash, _ := c.allowed(capsOf(specWith(caps))).intersect(c.hard); len(clash) > 0 {
 				t.Errorf("%s with %s caps: allowed and hard-denied overlap", n, capName)
 			}
+		}
+	}
+}
+
+// TestCompatABIs: the generated filter covers the native ABI only unless
+// the policy turns compat ABIs on, whatever order they are named in; names
+// that do not exist on the arch, or are repeated, fail naming the value.
+func TestCompatABIs(t *testing.T) {
+	cases := []struct {
+		goarch string
+		compat []string
+		want   []specs.Arch
+		err    string
+	}{
+		{"amd64", nil, []specs.Arch{specs.ArchX86_64}, ""},
+		{"amd64", []string{"x86"}, []specs.Arch{specs.ArchX86_64, specs.ArchX86}, ""},
+		{"amd64", []string{"x32"}, []specs.Arch{specs.ArchX86_64, specs.ArchX32}, ""},
+		{"amd64", []string{"x32", "x86"}, []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32}, ""},
+		{"arm64", nil, []specs.Arch{specs.ArchAARCH64}, ""},
+		{"arm64", []string{"arm"}, []specs.Arch{specs.ArchAARCH64, specs.ArchARM}, ""},
+		{"amd64", []string{"arm"}, nil, `compat ABI "arm" (compat_abis[0])`},
+		{"arm64", []string{"x86"}, nil, `compat ABI "x86" (compat_abis[0])`},
+		{"amd64", []string{"x86", "x86"}, nil, `compat ABI "x86" (compat_abis[1]) is named twice`},
+		{"amd64", []string{"i386"}, nil, `"i386"`},
+	}
+	for _, c := range cases {
+		p, err := Generate(specWith(defaultCaps), Policy{Arch: c.goarch, CompatABIs: c.compat})
+		if c.err != "" {
+			if !errors.Is(err, ErrInvalidPolicy) || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s %q: err %v, want ErrInvalidPolicy containing %s", c.goarch, c.compat, err, c.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s %q: %v", c.goarch, c.compat, err)
+		}
+		if !slices.Equal(p.Architectures, c.want) {
+			t.Errorf("%s %q: architectures %q, want %q", c.goarch, c.compat, p.Architectures, c.want)
+		}
+		// The rules do not depend on the ABIs covered.
+		all := mustGenerate(t, specWith(defaultCaps), Policy{Arch: c.goarch, CompatABIs: CompatABINames(c.goarch)})
+		if !reflect.DeepEqual(p.Syscalls, all.Syscalls) {
+			t.Errorf("%s %q: rules differ from the all-ABI profile's", c.goarch, c.compat)
 		}
 	}
 }

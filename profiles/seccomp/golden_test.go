@@ -29,6 +29,8 @@ func TestGolden(t *testing.T) {
 		{"amd64-default-complain.json", defaultCaps, Policy{Arch: "amd64", Mode: ModeComplain}},
 		{"amd64-default-localhost.json", defaultCaps, Policy{Arch: "amd64", Pod: pod}},
 		{"arm64-default.json", defaultCaps, Policy{Arch: "arm64"}},
+		{"amd64-default-compat.json", defaultCaps, Policy{Arch: "amd64", CompatABIs: []string{"x32", "x86"}}},
+		{"arm64-default-compat.json", defaultCaps, Policy{Arch: "arm64", CompatABIs: []string{"arm"}}},
 	} {
 		t.Run(c.file, func(t *testing.T) {
 			got, err := json.MarshalIndent(mustGenerate(t, specWith(c.caps), c.p), "", "  ")

@@ -21,7 +21,7 @@ func TestPodMultiplexerConditions(t *testing.T) {
 		specs.LinuxSyscall{Names: []string{"semop"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{{Index: 2, Value: 1, Op: specs.OpEqualTo}}},
 	)
 	for _, mode := range []Mode{ModeEnforce, ModeComplain} {
-		p := mustGenerate(t, specWith(defaultCaps), Policy{Arch: "amd64", Mode: mode, Pod: pod})
+		p := mustGenerate(t, specWith(defaultCaps), Policy{Arch: "amd64", Mode: mode, Pod: pod, CompatABIs: []string{"x86"}})
 		checkShape(t, p, "amd64", mode)
 		want := "eperm"
 		if mode == ModeComplain {
@@ -44,7 +44,7 @@ func TestPodMultiplexerConditions(t *testing.T) {
 		}
 	}
 	// arm has no multiplexers: the pod's conditions stay.
-	p := mustGenerate(t, specWith(defaultCaps), Policy{Arch: "arm64", Pod: pod})
+	p := mustGenerate(t, specWith(defaultCaps), Policy{Arch: "arm64", Pod: pod, CompatABIs: []string{"arm"}})
 	if got := verdictOf(p, "semop", [6]uint64{0, 0, 1}); got != "allow" {
 		t.Errorf("arm64 semop(.., 1) = %s, want allow", got)
 	}
@@ -65,6 +65,8 @@ var muxNumbers = map[string]int{"socketcall": 102, "ipc": 117}
 func TestMultiplexerNoBypass(t *testing.T) {
 	// A pod allowing every known x86 name but shmget.
 	denyShmget := allowList(specs.LinuxSyscall{Names: slices.DeleteFunc(sortedKnown(familyX86), func(n string) bool { return n == "shmget" }), Action: specs.ActAllow})
+	// The multiplexers only exist on 32-bit x86, which is off by default.
+	x86 := Policy{Arch: "amd64", CompatABIs: []string{"x86"}}
 	cases := []struct {
 		name string
 		spec *specs.Spec
@@ -72,10 +74,10 @@ func TestMultiplexerNoBypass(t *testing.T) {
 		// want the multiplexers allowed (true) or denied (false)
 		socketcall, ipc bool
 	}{
-		{"default", specWith(defaultCaps), Policy{Arch: "amd64"}, false, true},
-		{"net-admin", specWith(append(slices.Clone(defaultCaps), "CAP_NET_ADMIN", "CAP_SYS_ADMIN")), Policy{Arch: "amd64"}, false, true},
-		{"complain", specWith(defaultCaps), Policy{Arch: "amd64", Mode: ModeComplain}, false, true},
-		{"pod-denies-shmget", specWith(defaultCaps), Policy{Arch: "amd64", Pod: denyShmget}, false, false},
+		{"default", specWith(defaultCaps), x86, false, true},
+		{"net-admin", specWith(append(slices.Clone(defaultCaps), "CAP_NET_ADMIN", "CAP_SYS_ADMIN")), x86, false, true},
+		{"complain", specWith(defaultCaps), Policy{Arch: "amd64", Mode: ModeComplain, CompatABIs: []string{"x86"}}, false, true},
+		{"pod-denies-shmget", specWith(defaultCaps), Policy{Arch: "amd64", Pod: denyShmget, CompatABIs: []string{"x86"}}, false, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ package seccomp
 import (
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	cdseccomp "github.com/containerd/containerd/v2/contrib/seccomp"
@@ -53,71 +54,98 @@ func argVectors(name string) [][6]uint64 {
 // Evaluate. The complain-mode filter allows without logging exactly what
 // enforce mode allows, logs every other known call (hard denials included)
 // and returns ENOSYS for clone3 and unknown numbers, like enforce mode.
+//
+// It runs for every combination of compat ABIs a node can turn on. Calls
+// through an ABI the profile does not cover must get libseccomp's default
+// bad-architecture action (KILL_THREAD), which runc v1.5.2 never changes,
+// in both modes: that is stricter than anything RuntimeDefault does.
 func TestNeverLooserThanRuntimeDefault(t *testing.T) {
+	compatSets := map[string][][]string{
+		"amd64": {nil, {"x86"}, {"x32"}, {"x86", "x32"}},
+		"arm64": {nil, {"arm"}},
+	}
 	for _, goarch := range []string{"amd64", "arm64"} {
 		abis := families[goarch]
-		for capName, caps := range capSets {
-			t.Run(goarch+"/"+capName, func(t *testing.T) {
-				spec := specWith(caps)
-				ours := mustGenerate(t, spec, Policy{Arch: goarch})
-				complain := mustGenerate(t, spec, Policy{Arch: goarch, Mode: ModeComplain})
-				ref := cdseccomp.DefaultProfile(spec)
-				ref.Architectures = nil // the native ABI below, plus ours
-				for _, a := range abis[1:] {
-					ref.Architectures = append(ref.Architectures, a.name)
-				}
-				native := abis[0].name
-				oursF, complainF, refF := compileVM(t, ours, native), compileVM(t, complain, native), compileVM(t, ref, native)
-				checked := 0
-				for _, a := range abis {
-					known := syscallsOf(a)
-					for nr, name := range known {
-						for _, args := range argVectors(name) {
-							o, c, r := oursF.run(a, nr, args), complainF.run(a, nr, args), refF.run(a, nr, args)
-							checked++
-							if o == retAllow && r != retAllow && !(a.name == specs.ArchARM && slices.Contains(armOnlyInRuntimeDefault, name)) {
-								t.Errorf("%s %s(%#x): stockade allows, RuntimeDefault returns %#x", a.name, name, args[0], r)
-							}
-							want := uint32(retEPERM)
-							if name == "clone3" {
-								want = retENOSYS
-							}
-							if o != retAllow && o != want {
-								t.Errorf("%s %s(%#x) = %#x, want allow or %#x from an explicit rule", a.name, name, args[0], o, want)
-							}
-							if e := expected(ours, a, name, args); o != e {
-								t.Errorf("%s %s(%#x): BPF %#x, Evaluate %#x", a.name, name, args[0], o, e)
-							}
-							if e := expected(complain, a, name, args); c != e || (o == retAllow) != (c == retAllow) {
-								t.Errorf("%s %s(%#x): complain BPF %#x, Evaluate %#x, enforce %#x", a.name, name, args[0], c, e, o)
-							}
-							// What enforce mode denies, complain mode logs
-							// (clone3's ENOSYS is not a denial).
-							if wantC := map[uint32]uint32{retAllow: retAllow, retEPERM: retLog, retENOSYS: retENOSYS}[o]; c != wantC {
-								t.Errorf("%s %s(%#x): complain %#x, enforce %#x", a.name, name, args[0], c, o)
-							}
-						}
-					}
-					// Numbers libseccomp has no name for (syscalls newer than
-					// its table, gaps) fall to the default action.
-					for _, r := range a.ranges {
-						for nr := r[0]; nr < r[1]; nr++ {
-							if _, ok := known[nr]; ok {
-								continue
-							}
-							if got := oursF.run(a, nr, [6]uint64{}); got != retENOSYS {
-								t.Errorf("%s unknown syscall %d = %#x, want ENOSYS", a.name, nr, got)
-							}
-							if got := complainF.run(a, nr, [6]uint64{}); got != retENOSYS {
-								t.Errorf("%s unknown syscall %d = %#x in complain mode, want ENOSYS", a.name, nr, got)
-							}
-						}
-					}
-				}
-				t.Logf("%d calls checked", checked)
-			})
+		for _, compat := range compatSets[goarch] {
+			for capName, caps := range capSets {
+				t.Run(goarch+"/compat="+strings.Join(compat, "+")+"/"+capName, func(t *testing.T) {
+					checkAgainstRuntimeDefault(t, goarch, abis, compat, specWith(caps))
+				})
+			}
 		}
 	}
+}
+
+func checkAgainstRuntimeDefault(t *testing.T, goarch string, abis []abi, compat []string, spec *specs.Spec) {
+	ours := mustGenerate(t, spec, Policy{Arch: goarch, CompatABIs: compat})
+	complain := mustGenerate(t, spec, Policy{Arch: goarch, Mode: ModeComplain, CompatABIs: compat})
+	ref := cdseccomp.DefaultProfile(spec)
+	ref.Architectures = nil // the native ABI below, plus ours
+	for _, a := range abis[1:] {
+		ref.Architectures = append(ref.Architectures, a.name)
+	}
+	native := abis[0].name
+	oursF, complainF, refF := compileVM(t, ours, native), compileVM(t, complain, native), compileVM(t, ref, native)
+	checked := 0
+	for _, a := range abis {
+		if !slices.Contains(ours.Architectures, a.name) {
+			// Not covered: every call, known or not, gets the
+			// bad-architecture action.
+			for nr := range syscallsOf(a) {
+				for _, f := range []filter{oursF, complainF} {
+					if got := f.run(a, nr, [6]uint64{}); got != retKillThread {
+						t.Fatalf("%s (not covered) syscall %d = %#x, want KILL_THREAD", a.name, nr, got)
+					}
+				}
+				checked++
+			}
+			continue
+		}
+		known := syscallsOf(a)
+		for nr, name := range known {
+			for _, args := range argVectors(name) {
+				o, c, r := oursF.run(a, nr, args), complainF.run(a, nr, args), refF.run(a, nr, args)
+				checked++
+				if o == retAllow && r != retAllow && !(a.name == specs.ArchARM && slices.Contains(armOnlyInRuntimeDefault, name)) {
+					t.Errorf("%s %s(%#x): stockade allows, RuntimeDefault returns %#x", a.name, name, args[0], r)
+				}
+				want := uint32(retEPERM)
+				if name == "clone3" {
+					want = retENOSYS
+				}
+				if o != retAllow && o != want {
+					t.Errorf("%s %s(%#x) = %#x, want allow or %#x from an explicit rule", a.name, name, args[0], o, want)
+				}
+				if e := expected(ours, a, name, args); o != e {
+					t.Errorf("%s %s(%#x): BPF %#x, Evaluate %#x", a.name, name, args[0], o, e)
+				}
+				if e := expected(complain, a, name, args); c != e || (o == retAllow) != (c == retAllow) {
+					t.Errorf("%s %s(%#x): complain BPF %#x, Evaluate %#x, enforce %#x", a.name, name, args[0], c, e, o)
+				}
+				// What enforce mode denies, complain mode logs
+				// (clone3's ENOSYS is not a denial).
+				if wantC := map[uint32]uint32{retAllow: retAllow, retEPERM: retLog, retENOSYS: retENOSYS}[o]; c != wantC {
+					t.Errorf("%s %s(%#x): complain %#x, enforce %#x", a.name, name, args[0], c, o)
+				}
+			}
+		}
+		// Numbers libseccomp has no name for (syscalls newer than
+		// its table, gaps) fall to the default action.
+		for _, r := range a.ranges {
+			for nr := r[0]; nr < r[1]; nr++ {
+				if _, ok := known[nr]; ok {
+					continue
+				}
+				if got := oursF.run(a, nr, [6]uint64{}); got != retENOSYS {
+					t.Errorf("%s unknown syscall %d = %#x, want ENOSYS", a.name, nr, got)
+				}
+				if got := complainF.run(a, nr, [6]uint64{}); got != retENOSYS {
+					t.Errorf("%s unknown syscall %d = %#x in complain mode, want ENOSYS", a.name, nr, got)
+				}
+			}
+		}
+	}
+	t.Logf("%d calls checked", checked)
 }
 
 // TestRuntimeDefaultAsPodProfile: a pod asking for RuntimeDefault (which

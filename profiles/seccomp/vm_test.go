@@ -14,11 +14,12 @@ import (
 
 // Seccomp return values (linux/seccomp.h).
 const (
-	retAllow  = 0x7fff0000
-	retLog    = 0x7ffc0000
-	retErrno  = 0x00050000
-	retEPERM  = retErrno | 1
-	retENOSYS = retErrno | 38
+	retAllow      = 0x7fff0000
+	retKillThread = 0x00000000
+	retLog        = 0x7ffc0000
+	retErrno      = 0x00050000
+	retEPERM      = retErrno | 1
+	retENOSYS     = retErrno | 38
 )
 
 // abi is one syscall ABI a filter is run for.
