@@ -21,7 +21,15 @@ const (
 	// AnnotationWorkload names the workload a recorded profile is stored
 	// under, when the one derived from the pod name is not wanted.
 	AnnotationWorkload = AnnotationPrefix + "workload"
+	// AnnotationSeccompCompatABIs names the compat syscall ABIs the pod's
+	// filter covers ("x86,x32", "arm", or "none"), where
+	// seccomp.allow_compat_abi_annotation permits it.
+	AnnotationSeccompCompatABIs = AnnotationPrefix + "seccomp-compat-abis"
 )
+
+// compatABINames are every compat ABI name on any supported arch; whether
+// one exists on the node's arch is checked where the profile is built.
+var compatABINames = []string{"x86", "x32", "arm"}
 
 // SeccompModeRecord is the stockade.dev/seccomp-mode value asking for
 // record mode.
@@ -39,6 +47,10 @@ type Annotations struct {
 	// pod's namespace, or "namespace/workload/container".
 	SeccompProfile string
 	Workload       string
+	// SeccompCompatABIs is the parsed stockade.dev/seccomp-compat-abis
+	// (empty for "none"); SeccompCompatABIsSet says the pod set it.
+	SeccompCompatABIs    []string
+	SeccompCompatABIsSet bool
 }
 
 // ParseAnnotations extracts and strictly validates the stockade.dev/* keys.
@@ -71,6 +83,12 @@ func ParseAnnotations(all map[string]string) (Annotations, error) {
 				return Annotations{}, fmt.Errorf("annotation %s: invalid workload name %q: %w", k, v, errdefs.ErrInvalidArgument)
 			}
 			a.Workload = v
+		case AnnotationSeccompCompatABIs:
+			abis, err := parseCompatABIs(v)
+			if err != nil {
+				return Annotations{}, fmt.Errorf("annotation %s: %w: %w", k, err, errdefs.ErrInvalidArgument)
+			}
+			a.SeccompCompatABIs, a.SeccompCompatABIsSet = abis, true
 		default:
 			return Annotations{}, fmt.Errorf("annotation %s: unknown stockade annotation: %w", k, errdefs.ErrInvalidArgument)
 		}
@@ -92,4 +110,24 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+// parseCompatABIs reads "none" or a comma-separated list of compat ABI
+// names, each at most once. Nothing is trimmed or lowercased: a value that
+// is not exactly right is refused rather than guessed at.
+func parseCompatABIs(v string) ([]string, error) {
+	if v == "none" {
+		return nil, nil
+	}
+	var out []string
+	for _, n := range strings.Split(v, ",") {
+		if !slices.Contains(compatABINames, n) {
+			return nil, fmt.Errorf("unknown compat ABI %q in %q (want a comma-separated list of %s, or none)", n, v, strings.Join(compatABINames, ", "))
+		}
+		if slices.Contains(out, n) {
+			return nil, fmt.Errorf("compat ABI %q named twice in %q", n, v)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

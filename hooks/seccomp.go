@@ -109,7 +109,11 @@ func (s *SeccompStep) Apply(ctx context.Context, c *Container) (Undo, error) {
 			return nil, err
 		}
 	}
-	policy := seccomp.Policy{Mode: mode, Arch: goarch, Pod: pod, Recorded: recProfile}
+	compat, err := compatABIsFor(node, c.Annotations, goarch)
+	if err != nil {
+		return nil, err
+	}
+	policy := seccomp.Policy{Mode: mode, Arch: goarch, Pod: pod, Recorded: recProfile, CompatABIs: compat}
 	profile, err := seccomp.Generate(c.Spec, policy)
 	if err != nil {
 		return nil, seccompError(err)
@@ -151,7 +155,7 @@ func (s *SeccompStep) Apply(ctx context.Context, c *Container) (Undo, error) {
 	}
 	c.Spec.Linux.Seccomp = profile
 	c.Result.SeccompMode, c.Result.SeccompProfile = string(mode), name
-	logger.WithField("mode", mode).WithField("profile", name).Debug("seccomp profile applied")
+	logger.WithField("mode", mode).WithField("profile", name).WithField("abis", profile.Architectures).Debug("seccomp profile applied")
 	return nil, nil
 }
 
@@ -175,6 +179,26 @@ func modeFor(node *config.Config, a Annotations) (seccomp.Mode, bool, error) {
 			AnnotationSeccompMode, errdefs.ErrInvalidArgument)
 	}
 	return seccomp.Mode(a.SeccompMode), false, nil
+}
+
+// compatABIsFor is the node's seccomp.compat_abis, or the pod's
+// stockade.dev/seccomp-compat-abis where seccomp.allow_compat_abi_annotation
+// permits it, checked against goarch.
+func compatABIsFor(node *config.Config, a Annotations, goarch string) ([]string, error) {
+	if !a.SeccompCompatABIsSet {
+		if _, err := seccomp.FilterABIs(goarch, node.Seccomp.CompatABIs); err != nil {
+			return nil, fmt.Errorf("key seccomp.compat_abis: %w: %w", err, errdefs.ErrInvalidArgument)
+		}
+		return node.Seccomp.CompatABIs, nil
+	}
+	if !node.Seccomp.AllowCompatABIAnnotation {
+		return nil, fmt.Errorf("annotation %s: pods may not choose compat ABIs on this node (seccomp.allow_compat_abi_annotation is false): %w",
+			AnnotationSeccompCompatABIs, errdefs.ErrInvalidArgument)
+	}
+	if _, err := seccomp.FilterABIs(goarch, a.SeccompCompatABIs); err != nil {
+		return nil, fmt.Errorf("annotation %s: %w: %w", AnnotationSeccompCompatABIs, err, errdefs.ErrInvalidArgument)
+	}
+	return a.SeccompCompatABIs, nil
 }
 
 // recordedProfile loads the recorded profile the container is held to:

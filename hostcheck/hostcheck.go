@@ -7,6 +7,7 @@ package hostcheck
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -103,6 +104,7 @@ func Run(p Probes, cfg *config.Config) Report {
 		checkLibseccomp(p),
 		checkUserNotif(p, actions, cfg),
 		checkSeccompLog(actions, cfg),
+		checkCompatABIs(runtime.GOARCH, cfg),
 		checkAppArmor(p, cfg),
 		checkUserNS(p, cfg),
 		checkIDMap(p, cfg),
@@ -196,6 +198,35 @@ func checkUserNotif(p Probes, actions map[string]bool, cfg *config.Config) Check
 		c.Action = "denied syscalls are streamed to " + cfg.Denials.Dir
 	default:
 		c.Action = "cannot stream denials; set denials.enabled = false to run without"
+	}
+	return c
+}
+
+// checkCompatABIs reports which syscall ABIs every container's filter
+// covers (seccomp.compat_abis): a node setting, not a probe.
+func checkCompatABIs(goarch string, cfg *config.Config) Check {
+	c := Check{Feature: "seccomp ABIs", Need: Info, State: Yes}
+	native := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[goarch]
+	if native == "" {
+		c.State, c.Detail = No, "unsupported architecture "+goarch
+		c.Action = "cannot generate seccomp filters"
+		return c
+	}
+	var off []string
+	for _, a := range config.CompatABINames(goarch) {
+		if !slices.Contains(cfg.Seccomp.CompatABIs, a) {
+			off = append(off, a)
+		}
+	}
+	c.Detail = strings.Join(append([]string{native}, cfg.Seccomp.CompatABIs...), ", ")
+	if len(off) == 0 {
+		c.Action = "filters cover every ABI; each compat ABI adds filter compile time to container starts"
+	} else {
+		c.Detail += " (off: " + strings.Join(off, ", ") + ")"
+		c.Action = "calls through " + strings.Join(off, ", ") + " kill the calling thread with SIGSYS (kernel audit type=1326 sig=31); seccomp.compat_abis turns them on"
+	}
+	if cfg.Seccomp.AllowCompatABIAnnotation {
+		c.Action += "; pods may choose with stockade.dev/seccomp-compat-abis"
 	}
 	return c
 }

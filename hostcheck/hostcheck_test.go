@@ -198,3 +198,20 @@ func TestThisHost(t *testing.T) {
 		t.Logf("this host has AppArmor: %s", c.Detail)
 	}
 }
+
+func TestCompatABIs(t *testing.T) {
+	cfg := config.Default()
+	c := checkCompatABIs("amd64", cfg)
+	if c.Detail != "x86_64 (off: x86, x32)" || !strings.Contains(c.Action, "calls through x86, x32 kill the calling thread with SIGSYS") {
+		t.Errorf("default: %+v", c)
+	}
+	cfg.Seccomp.CompatABIs, cfg.Seccomp.AllowCompatABIAnnotation = []string{"x86"}, true
+	c = checkCompatABIs("amd64", cfg)
+	if c.Detail != "x86_64, x86 (off: x32)" || !strings.Contains(c.Action, "stockade.dev/seccomp-compat-abis") {
+		t.Errorf("x86 on: %+v", c)
+	}
+	cfg.Seccomp.CompatABIs = []string{"arm"}
+	if c := checkCompatABIs("arm64", cfg); c.Detail != "aarch64, arm" || strings.Contains(c.Action, "SIGSYS") {
+		t.Errorf("arm64 with arm: %+v", c)
+	}
+}

@@ -8,12 +8,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"slices"
 	"sort"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/cri"
 	"github.com/stockade-dev/stockade/hooks"
+	"github.com/stockade-dev/stockade/profiles/seccomp"
 )
 
 func init() {
@@ -99,7 +104,7 @@ func runProfileSeccomp(args []string, stdout, stderr io.Writer) int {
 	if profile == nil {
 		fmt.Fprintf(stderr, "no seccomp profile: namespace %q is in seccomp.unconfined_namespaces\n", c.Pod.Namespace)
 	} else {
-		fmt.Fprintf(stderr, "profile %s, mode %s\n", c.Result.SeccompProfile, c.Result.SeccompMode)
+		fmt.Fprintf(stderr, "profile %s, mode %s, ABIs %s\n", c.Result.SeccompProfile, c.Result.SeccompMode, abiLine(profile.Architectures, *goarch))
 	}
 	out, err := json.MarshalIndent(profile, "", "  ")
 	if err != nil {
@@ -108,6 +113,30 @@ func runProfileSeccomp(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s\n", out)
 	return 0
+}
+
+// abiLine names the ABIs a profile covers and what happens to calls through
+// the others.
+func abiLine(covered []specs.Arch, goarch string) string {
+	if goarch == "" {
+		goarch = runtime.GOARCH
+	}
+	names := make([]string, 0, len(covered))
+	for _, a := range covered {
+		names = append(names, strings.ToLower(strings.TrimPrefix(string(a), "SCMP_ARCH_")))
+	}
+	all, _ := seccomp.ABIs(goarch)
+	var off []string
+	for _, a := range all {
+		if !slices.Contains(covered, a) {
+			off = append(off, strings.ToLower(strings.TrimPrefix(string(a), "SCMP_ARCH_")))
+		}
+	}
+	line := strings.Join(names, ", ")
+	if len(off) > 0 {
+		line += " (" + strings.Join(off, ", ") + " off: their calls are killed with SIGSYS)"
+	}
+	return line
 }
 
 // seccompContainer builds the pipeline's view of the container in spec
@@ -139,5 +168,5 @@ func seccompContainer(specPath, cfgPath string, explicitConfig bool, mode string
 		return nil, err
 	}
 	const id = "stockade-profile"
-	return &hooks.Container{ID: id, Spec: &spec, Pod: hooks.PodFromSpec(id, &spec), Annotations: ann, Node: cfg}, nil
+	return &hooks.Container{ID: id, Spec: &spec, Pod: cri.PodFromAnnotations(id, spec.Annotations), Annotations: ann, Node: cfg}, nil
 }
