@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 
+	"github.com/stockade-dev/stockade/denial"
 	"github.com/stockade-dev/stockade/integration/harness"
 	"github.com/stockade-dev/stockade/shim/denials"
 )
@@ -261,7 +262,7 @@ func runDenialStorm(ctx context.Context, env *harness.Env, image client.Image, n
 		return 0, 0, 0, fmt.Errorf("create container: %w", err)
 	}
 	defer cleanupContainer(env, ctr)
-	logPath := denials.LogPath(env.LogDir, denials.Attribution{Namespace: harness.Namespace, Pod: id, PodUID: id, Container: id})
+	logPath := denials.LogPath(env.LogDir, denial.Attribution{Namespace: harness.Namespace, Pod: id, PodUID: id, Container: id})
 	defer os.RemoveAll(filepath.Dir(logPath))
 
 	var stdout, stderr bytes.Buffer

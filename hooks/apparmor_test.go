@@ -19,6 +19,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/cri"
 	"github.com/stockade-dev/stockade/profiles/apparmor"
 )
 
@@ -86,7 +87,7 @@ func testContainer(node *config.Config, requested string) *Container {
 	return &Container{
 		ID:   "c1",
 		Node: node,
-		Pod:  Pod{Kubernetes: true, Namespace: "shop", Name: "web-0"},
+		Pod:  cri.Pod{Kubernetes: true, Namespace: "shop", Name: "web-0"},
 		Spec: &specs.Spec{
 			Root: &specs.Root{Path: "rootfs"},
 			Process: &specs.Process{

@@ -9,23 +9,18 @@ import (
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/stockade-dev/stockade/denial"
 	"github.com/stockade-dev/stockade/profiles/seccomp"
-	"github.com/stockade-dev/stockade/shim/denials"
 )
 
-// DenialAgent is what the denials step needs from the shim's denial agent.
-// *denials.Agent implements it; tests substitute a recorder.
+// DenialAgent is what the denials step needs from the shim's denial agent,
+// in the terms of the denial contract alone, so the hooks never import the
+// shim. The shim adapts its agent to it; tests substitute a recorder.
 type DenialAgent interface {
 	ListenerPath() string
-	Register(containerID string, a denials.Attribution, mode, profile string, opts ...denials.RegisterOption) error
+	Register(containerID string, a denial.Attribution, mode, profile string, verdict denial.Verdict) error
 	Unregister(containerID string)
 }
-
-var _ DenialAgent = (*denials.Agent)(nil)
-
-// sandboxContainerName names the pod's sandbox (pause) container in records.
-// Kubernetes container names are lowercase DNS labels, so it cannot collide.
-const sandboxContainerName = "POD"
 
 // neverNotify are syscalls whose rules are never turned into
 // SCMP_ACT_NOTIFY, whatever a profile says. runc refuses NOTIFY on write
@@ -70,13 +65,9 @@ type DenialsStep struct {
 
 var _ Step = (*DenialsStep)(nil)
 
-// NewDenialsStep returns the step over the shim's agent; a nil agent (also a
-// nil *denials.Agent, the shim's value when denials are disabled) makes the
-// step a no-op.
+// NewDenialsStep returns the step over the shim's agent; a nil agent (the
+// shim's when denials are disabled) makes the step a no-op.
 func NewDenialsStep(agent DenialAgent) *DenialsStep {
-	if a, ok := agent.(*denials.Agent); ok && a == nil {
-		agent = nil
-	}
 	return &DenialsStep{agent: agent}
 }
 
@@ -92,7 +83,7 @@ func (s *DenialsStep) Apply(ctx context.Context, c *Container) (Undo, error) {
 		return nil, nil
 	}
 	mode := c.Result.SeccompMode
-	if mode != denials.ModeEnforce && mode != denials.ModeComplain {
+	if mode != denial.ModeEnforce && mode != denial.ModeComplain {
 		return nil, nil
 	}
 	sc := c.Spec.Linux.Seccomp
@@ -108,13 +99,13 @@ func (s *DenialsStep) Apply(ctx context.Context, c *Container) (Undo, error) {
 	// Register before touching the spec: if the agent refuses, the profile
 	// stays as generated and still denies; only the reporting is lost.
 	attr := denialAttribution(ctx, c)
-	if err := s.agent.Register(c.ID, attr, mode, c.Result.SeccompProfile, denials.WithVerdict(verdict)); err != nil {
+	if err := s.agent.Register(c.ID, attr, mode, c.Result.SeccompProfile, verdict); err != nil {
 		log.G(ctx).WithError(err).WithField("container_id", c.ID).Warn("denial agent refused container; denial streaming off")
 		return nil, nil
 	}
 	sc.Syscalls = rules
 	sc.ListenerPath = s.agent.ListenerPath()
-	sc.ListenerMetadata = denials.ListenerMetadata(mode, c.Result.SeccompProfile)
+	sc.ListenerMetadata = denial.ListenerMetadata(mode, c.Result.SeccompProfile)
 	c.Result.DenialListener = sc.ListenerPath
 	id := c.ID
 	return func(context.Context) error {
@@ -127,7 +118,7 @@ func (s *DenialsStep) Apply(ctx context.Context, c *Container) (Undo, error) {
 // SCMP_ACT_NOTIFY (names in neverNotify keep their rule), the verdict that
 // answers a notification as the original rule would have, and the number
 // of syscall names now notified. in is not modified.
-func rewriteForNotify(in []specs.LinuxSyscall) ([]specs.LinuxSyscall, denials.Verdict, int) {
+func rewriteForNotify(in []specs.LinuxSyscall) ([]specs.LinuxSyscall, denial.Verdict, int) {
 	out := make([]specs.LinuxSyscall, 0, len(in)+1)
 	// byName holds, per notified name, its original deny rules: evaluating
 	// one name's few rules is cheap enough for every notification.
@@ -189,29 +180,11 @@ func rewriteForNotify(in []specs.LinuxSyscall) ([]specs.LinuxSyscall, denials.Ve
 	return out, verdict, n
 }
 
-// denialAttribution names the container for its records: the Kubernetes
-// identity from the CRI annotations, or, for containers created by plain
-// containerd clients, the containerd namespace and the container ID.
-func denialAttribution(ctx context.Context, c *Container) denials.Attribution {
-	p := c.Pod
-	if !p.Kubernetes {
-		ns, _ := namespaces.Namespace(ctx)
-		if ns == "" {
-			ns = "default"
-		}
-		return denials.Attribution{Namespace: ns, Pod: c.ID, PodUID: c.ID, Container: c.ID}
+// denialAttribution names the container for its records (denial.For).
+func denialAttribution(ctx context.Context, c *Container) denial.Attribution {
+	ns, _ := namespaces.Namespace(ctx)
+	if c.ContainerdNamespace != "" {
+		ns = c.ContainerdNamespace
 	}
-	a := denials.Attribution{Namespace: p.Namespace, Pod: p.Name, PodUID: p.UID, Container: p.Container, Image: p.Image}
-	if a.Container == "" && p.Sandbox {
-		a.Container = sandboxContainerName
-	}
-	for _, f := range []*string{&a.Namespace, &a.Pod, &a.PodUID, &a.Container} {
-		if *f == "" {
-			*f = c.ID
-		}
-	}
-	if p.Namespace == "" {
-		a.Namespace = "default"
-	}
-	return a
+	return denial.For(c.Pod, ns, c.ID)
 }

@@ -12,8 +12,9 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/cri"
+	"github.com/stockade-dev/stockade/denial"
 	"github.com/stockade-dev/stockade/profiles/seccomp"
-	"github.com/stockade-dev/stockade/shim/denials"
 )
 
 // fakeDenialAgent records what the step tells the agent.
@@ -21,25 +22,20 @@ type fakeDenialAgent struct {
 	refuse       error
 	id, mode     string
 	profile      string
-	attr         denials.Attribution
-	verdict      denials.Verdict
+	attr         denial.Attribution
+	verdict      denial.Verdict
 	registered   int
 	unregistered []string
 }
 
 func (f *fakeDenialAgent) ListenerPath() string { return "/run/stockade/denials/x.sock" }
 
-func (f *fakeDenialAgent) Register(id string, a denials.Attribution, mode, profile string, opts ...denials.RegisterOption) error {
+func (f *fakeDenialAgent) Register(id string, a denial.Attribution, mode, profile string, v denial.Verdict) error {
 	if f.refuse != nil {
 		return f.refuse
 	}
 	f.registered++
-	f.id, f.attr, f.mode, f.profile = id, a, mode, profile
-	var o denials.RegisterOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	f.verdict = o.Verdict
+	f.id, f.attr, f.mode, f.profile, f.verdict = id, a, mode, profile, v
 	return nil
 }
 
@@ -51,9 +47,9 @@ func denialsSpec(t *testing.T, mode seccomp.Mode) *specs.Spec {
 	spec := &specs.Spec{
 		Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps}},
 		Annotations: map[string]string{
-			AnnotationContainerType: ContainerTypeContainer, AnnotationSandboxID: "sb1",
-			AnnotationSandboxNamespace: "shop", AnnotationSandboxName: "web-0", AnnotationSandboxUID: "uid-1",
-			AnnotationContainerName: "app", AnnotationImageName: "example/app:1",
+			cri.AnnotationContainerType: cri.ContainerTypeContainer, cri.AnnotationSandboxID: "sb1",
+			cri.AnnotationSandboxNamespace: "shop", cri.AnnotationSandboxName: "web-0", cri.AnnotationSandboxUID: "uid-1",
+			cri.AnnotationContainerName: "app", cri.AnnotationImageName: "example/app:1",
 		},
 	}
 	p, err := seccomp.Generate(spec, seccomp.Policy{Mode: mode, Arch: "amd64"})
@@ -69,7 +65,7 @@ func denialsContainer(t *testing.T, mode string) *Container {
 	return &Container{
 		ID:     "c1",
 		Spec:   spec,
-		Pod:    PodFromSpec("c1", spec),
+		Pod:    cri.PodFromAnnotations("c1", spec.Annotations),
 		Node:   config.Default(),
 		Result: Result{SeccompMode: mode, SeccompProfile: "stockade-baseline"},
 	}
@@ -101,7 +97,7 @@ func TestDenialsStepRewritesGeneratedProfile(t *testing.T) {
 			if got.ListenerPath != agent.ListenerPath() || c.Result.DenialListener != got.ListenerPath {
 				t.Errorf("listener %q / result %q", got.ListenerPath, c.Result.DenialListener)
 			}
-			if got.ListenerMetadata != denials.ListenerMetadata(mode, "stockade-baseline") {
+			if got.ListenerMetadata != denial.ListenerMetadata(mode, "stockade-baseline") {
 				t.Errorf("metadata %q", got.ListenerMetadata)
 			}
 			if got.DefaultAction != orig.DefaultAction || !reflect.DeepEqual(got.DefaultErrnoRet, orig.DefaultErrnoRet) || !reflect.DeepEqual(got.Flags, orig.Flags) {
@@ -162,7 +158,7 @@ func TestDenialsStepRewritesGeneratedProfile(t *testing.T) {
 			}
 			t.Logf("%d names notified, %d verdicts checked", len(notified), checked)
 			if agent.id != "c1" || agent.mode != mode || agent.profile != "stockade-baseline" ||
-				agent.attr != (denials.Attribution{Namespace: "shop", Pod: "web-0", PodUID: "uid-1", Container: "app", Image: "example/app:1"}) {
+				agent.attr != (denial.Attribution{Namespace: "shop", Pod: "web-0", PodUID: "uid-1", Container: "app", Image: "example/app:1"}) {
 				t.Errorf("registered %+v", agent)
 			}
 			if _, err := seccomp.Compile(got, specs.ArchX86_64); err != nil && !errors.Is(err, seccomp.ErrCompileUnsupported) {
@@ -242,7 +238,7 @@ func TestDenialsStepNoOps(t *testing.T) {
 		"foreign listener": func(c *Container, _ **fakeDenialAgent) {
 			c.Spec.Linux.Seccomp.ListenerPath = "/run/other.sock"
 		},
-		"agent refuses": func(_ *Container, a **fakeDenialAgent) { (*a).refuse = denials.ErrClosed },
+		"agent refuses": func(_ *Container, a **fakeDenialAgent) { (*a).refuse = errors.New("denial agent closed") },
 		"nothing to notify": func(c *Container, _ **fakeDenialAgent) {
 			c.Spec.Linux.Seccomp.Syscalls = []specs.LinuxSyscall{{Names: []string{"read"}, Action: specs.ActAllow}}
 		},
@@ -277,18 +273,18 @@ func TestDenialsStepNoOps(t *testing.T) {
 
 func TestDenialAttribution(t *testing.T) {
 	ctx := namespaces.WithNamespace(context.Background(), "builds")
-	c := &Container{ID: "solo", Pod: PodFromSpec("solo", &specs.Spec{})}
-	if a := denialAttribution(ctx, c); a != (denials.Attribution{Namespace: "builds", Pod: "solo", PodUID: "solo", Container: "solo"}) {
+	c := &Container{ID: "solo", Pod: cri.PodFromAnnotations("solo", nil)}
+	if a := denialAttribution(ctx, c); a != (denial.Attribution{Namespace: "builds", Pod: "solo", PodUID: "solo", Container: "solo"}) {
 		t.Errorf("standalone = %+v", a)
 	}
 	if a := denialAttribution(context.Background(), c); a.Namespace != "default" {
 		t.Errorf("standalone without namespace = %+v", a)
 	}
-	sb := &Container{ID: "sb1", Pod: PodFromSpec("sb1", &specs.Spec{Annotations: map[string]string{
-		AnnotationContainerType: ContainerTypeSandbox, AnnotationSandboxNamespace: "shop",
-		AnnotationSandboxName: "web-0", AnnotationSandboxUID: "uid-1",
-	}})}
-	if a := denialAttribution(ctx, sb); a != (denials.Attribution{Namespace: "shop", Pod: "web-0", PodUID: "uid-1", Container: "POD"}) {
+	sb := &Container{ID: "sb1", Pod: cri.PodFromAnnotations("sb1", map[string]string{
+		cri.AnnotationContainerType: cri.ContainerTypeSandbox, cri.AnnotationSandboxNamespace: "shop",
+		cri.AnnotationSandboxName: "web-0", cri.AnnotationSandboxUID: "uid-1",
+	})}
+	if a := denialAttribution(ctx, sb); a != (denial.Attribution{Namespace: "shop", Pod: "web-0", PodUID: "uid-1", Container: "POD"}) {
 		t.Errorf("sandbox = %+v", a)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/cri"
 	"github.com/stockade-dev/stockade/profiles/seccomp"
 )
 
@@ -70,7 +71,7 @@ func FuzzSpecPipeline(f *testing.F) {
 		if err != nil {
 			return
 		}
-		c := &Container{ID: "fuzz", Spec: &spec, Pod: PodFromSpec("fuzz", &spec), Annotations: ann, Node: config.Default()}
+		c := &Container{ID: "fuzz", Spec: &spec, Pod: cri.PodFromAnnotations("fuzz", spec.Annotations), Annotations: ann, Node: config.Default()}
 		if _, err := (Pipeline{NewSeccompStep()}).Apply(context.Background(), c); err != nil {
 			return
 		}

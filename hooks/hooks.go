@@ -17,6 +17,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/cri"
 )
 
 // Container is everything a step may read or change for one container.
@@ -30,7 +31,7 @@ type Container struct {
 	// Spec is the OCI spec; steps edit it in place.
 	Spec *specs.Spec
 	// Pod is the Kubernetes identity parsed from the CRI annotations.
-	Pod Pod
+	Pod cri.Pod
 	// Annotations are the parsed, validated stockade.dev/* annotations.
 	Annotations Annotations
 	// Node is the node configuration in force.

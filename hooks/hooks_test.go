@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 type fakeStep struct {
@@ -92,20 +91,5 @@ func TestParseAnnotations(t *testing.T) {
 		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), k) {
 			t.Errorf("%s=%q: %v; want InvalidArgument naming the key", k, v, err)
 		}
-	}
-}
-
-func TestPodFromSpec(t *testing.T) {
-	p := PodFromSpec("abc", &specs.Spec{})
-	if p.Kubernetes || !p.Sandbox || p.SandboxID != "abc" {
-		t.Errorf("standalone container: %+v", p)
-	}
-	p = PodFromSpec("c1", &specs.Spec{Annotations: map[string]string{
-		AnnotationContainerType: ContainerTypeContainer, AnnotationSandboxID: "s1",
-		AnnotationSandboxNamespace: "team", AnnotationSandboxName: "web", AnnotationSandboxUID: "u1",
-		AnnotationContainerName: "nginx", AnnotationImageName: "nginx:1",
-	}})
-	if !p.Kubernetes || p.Sandbox || p.SandboxID != "s1" || p.Namespace != "team" || p.Name != "web" || p.Container != "nginx" {
-		t.Errorf("pod container: %+v", p)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/cri"
 	"github.com/stockade-dev/stockade/profiles/seccomp"
 )
 
@@ -25,7 +26,7 @@ func seccompContainer(ns string, kube bool, sc *specs.LinuxSeccomp) *Container {
 	return &Container{
 		ID:   "c1",
 		Spec: spec,
-		Pod:  Pod{Kubernetes: kube, Namespace: ns, Name: "web", Container: "app"},
+		Pod:  cri.Pod{Kubernetes: kube, Namespace: ns, Name: "web", Container: "app"},
 		Node: config.Default(),
 	}
 }

@@ -14,6 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/cri"
 	"github.com/stockade-dev/stockade/profiles/userns"
 )
 
@@ -85,7 +86,7 @@ func (e *usernsEnv) setSandboxMaps(t *testing.T, line string) {
 // criSpec is shaped like containerd CRI's specs for a pod's sandbox or app
 // container.
 func criSpec(sandbox bool) *specs.Spec {
-	typ, netns := ContainerTypeContainer, fmt.Sprintf("/proc/%d/ns/net", testSandboxPid)
+	typ, netns := cri.ContainerTypeContainer, fmt.Sprintf("/proc/%d/ns/net", testSandboxPid)
 	nss := []specs.LinuxNamespace{
 		{Type: specs.PIDNamespace, Path: fmt.Sprintf("/proc/%d/ns/pid", testSandboxPid)},
 		{Type: specs.IPCNamespace, Path: fmt.Sprintf("/proc/%d/ns/ipc", testSandboxPid)},
@@ -93,16 +94,16 @@ func criSpec(sandbox bool) *specs.Spec {
 		{Type: specs.MountNamespace},
 	}
 	if sandbox {
-		typ, netns = ContainerTypeSandbox, "/var/run/netns/cni-1234"
+		typ, netns = cri.ContainerTypeSandbox, "/var/run/netns/cni-1234"
 		nss = []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace}}
 	}
 	nss = append(nss, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netns})
 	s := &specs.Spec{
 		Annotations: map[string]string{
-			AnnotationContainerType:    typ,
-			AnnotationSandboxID:        testSandboxID,
-			AnnotationSandboxNamespace: "shop",
-			AnnotationSandboxName:      "web",
+			cri.AnnotationContainerType:    typ,
+			cri.AnnotationSandboxID:        testSandboxID,
+			cri.AnnotationSandboxNamespace: "shop",
+			cri.AnnotationSandboxName:      "web",
 		},
 		Process: &specs.Process{
 			User:         specs.User{UID: 65535, GID: 65535},
@@ -133,7 +134,7 @@ func criSpec(sandbox bool) *specs.Spec {
 }
 
 func (e *usernsEnv) container(s *specs.Spec, id string, sandboxPid int) *Container {
-	return &Container{ID: id, ContainerdNamespace: testNS, Spec: s, Pod: PodFromSpec(id, s), Node: e.node, SandboxPid: sandboxPid}
+	return &Container{ID: id, ContainerdNamespace: testNS, Spec: s, Pod: cri.PodFromAnnotations(id, s.Annotations), Node: e.node, SandboxPid: sandboxPid}
 }
 
 func podMap(slot int) []specs.LinuxIDMapping {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stockade-dev/stockade/denial"
 	"github.com/stockade-dev/stockade/shim/denials"
 )
 
@@ -24,7 +25,7 @@ func drec(ns, pod, ctr string, seq uint64, age time.Duration) *denials.Record {
 	return &denials.Record{
 		Time: denialsNow.Add(-age), Node: "n1", Namespace: ns, Pod: pod, PodUID: pod + "-uid",
 		Container: ctr, ContainerID: ctr + "-id", Pid: 4242, Comm: "curl", Syscall: "mount",
-		Action: denials.ActionDenied, Errno: "EPERM", Mode: denials.ModeEnforce, Seq: seq, Count: 1,
+		Action: denials.ActionDenied, Errno: "EPERM", Mode: denial.ModeEnforce, Seq: seq, Count: 1,
 	}
 }
 
@@ -152,7 +153,7 @@ func TestDenialsTable(t *testing.T) {
 
 func TestDenialsMalformedLines(t *testing.T) {
 	root := fixture(t)
-	path := denials.LogPath(root, denials.Attribution{Namespace: "shop", Pod: "web-0", PodUID: "web-0-uid", Container: "app"})
+	path := denials.LogPath(root, denial.Attribution{Namespace: "shop", Pod: "web-0", PodUID: "web-0-uid", Container: "app"})
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +178,7 @@ func TestDenialsMalformedLines(t *testing.T) {
 
 func TestDenialsRotationOrder(t *testing.T) {
 	root := t.TempDir()
-	a := denials.Attribution{Namespace: "shop", Pod: "web-0", PodUID: "u", Container: "app"}
+	a := denial.Attribution{Namespace: "shop", Pod: "web-0", PodUID: "u", Container: "app"}
 	live := denials.LogPath(root, a)
 	if err := os.MkdirAll(filepath.Dir(live), 0o750); err != nil {
 		t.Fatal(err)

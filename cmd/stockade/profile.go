@@ -16,6 +16,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/cri"
 	"github.com/stockade-dev/stockade/hooks"
 	"github.com/stockade-dev/stockade/profiles/seccomp"
 )
@@ -167,5 +168,5 @@ func seccompContainer(specPath, cfgPath string, explicitConfig bool, mode string
 		return nil, err
 	}
 	const id = "stockade-profile"
-	return &hooks.Container{ID: id, Spec: &spec, Pod: hooks.PodFromSpec(id, &spec), Annotations: ann, Node: cfg}, nil
+	return &hooks.Container{ID: id, Spec: &spec, Pod: cri.PodFromAnnotations(id, spec.Annotations), Annotations: ann, Node: cfg}, nil
 }

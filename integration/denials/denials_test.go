@@ -16,6 +16,7 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/oci"
 
+	"github.com/stockade-dev/stockade/denial"
 	"github.com/stockade-dev/stockade/integration/harness"
 	"github.com/stockade-dev/stockade/shim/denials"
 )
@@ -48,7 +49,7 @@ func logPath(env *harness.Env, dir, id string) string {
 	if dir == "" {
 		dir = env.LogDir
 	}
-	return denials.LogPath(dir, denials.Attribution{Namespace: harness.Namespace, Pod: id, PodUID: id, Container: id})
+	return denials.LogPath(dir, denial.Attribution{Namespace: harness.Namespace, Pod: id, PodUID: id, Container: id})
 }
 
 // records waits until the sink file holds records whose counts (plus gap

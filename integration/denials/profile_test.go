@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/stockade-dev/stockade/denial"
 	"github.com/stockade-dev/stockade/shim/denials"
 )
 
@@ -61,7 +62,7 @@ func TestEnforceDeniesAndRecordsExactly(t *testing.T) {
 		if r.ContainerID != id || r.Pod != id || r.Namespace != "stockade-test" || r.Container != id {
 			t.Errorf("attribution wrong: %+v", r)
 		}
-		if r.Action != denials.ActionDenied || r.Errno != "EPERM" || r.Mode != denials.ModeEnforce || r.Profile != "stockade-baseline" {
+		if r.Action != denials.ActionDenied || r.Errno != "EPERM" || r.Mode != denial.ModeEnforce || r.Profile != "stockade-baseline" {
 			t.Errorf("verdict fields wrong: %+v", r)
 		}
 		if r.Pid <= 0 || r.Comm == "" || r.Arch != "amd64" || r.SyscallNr == 0 || len(r.Args) != 6 || r.Node == "" {
@@ -118,7 +119,7 @@ func TestComplainModeAllowsAndRecords(t *testing.T) {
 	got := map[string]bool{}
 	for _, r := range rs {
 		got[r.Syscall] = true
-		if r.Action != denials.ActionAllowed || r.Errno != "" || r.Mode != denials.ModeComplain {
+		if r.Action != denials.ActionAllowed || r.Errno != "" || r.Mode != denial.ModeComplain {
 			t.Errorf("complain record: %+v", r)
 		}
 	}

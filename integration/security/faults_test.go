@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/typeurl/v2"
 
+	"github.com/stockade-dev/stockade/denial"
 	"github.com/stockade-dev/stockade/integration/harness"
 	"github.com/stockade-dev/stockade/shim/denials"
 )
@@ -66,7 +67,7 @@ func TestContainerdRestart(t *testing.T) {
 		t.Fatal("no exit status after containerd restart")
 	}
 	if env.Handler == harness.HandlerStockade {
-		log := denials.LogPath(env.LogDir, denials.Attribution{Namespace: harness.Namespace, Pod: exiter.ID(), PodUID: exiter.ID(), Container: exiter.ID()})
+		log := denials.LogPath(env.LogDir, denial.Attribution{Namespace: harness.Namespace, Pod: exiter.ID(), PodUID: exiter.ID(), Container: exiter.ID()})
 		if !waitFile(log) {
 			t.Errorf("denial made while containerd was down is missing from %s", log)
 		}

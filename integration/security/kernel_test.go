@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 
+	"github.com/stockade-dev/stockade/denial"
 	"github.com/stockade-dev/stockade/integration/harness"
 	"github.com/stockade-dev/stockade/shim/denials"
 )
@@ -70,7 +71,7 @@ func TestImageCannotChooseSinkOrPath(t *testing.T) {
 	if _, err := os.Stat(evil); err == nil {
 		t.Errorf("a path chosen by the image's environment was created: %s", evil)
 	}
-	log := denials.LogPath(env.LogDir, denials.Attribution{Namespace: harness.Namespace, Pod: c.ID(), PodUID: c.ID(), Container: c.ID()})
+	log := denials.LogPath(env.LogDir, denial.Attribution{Namespace: harness.Namespace, Pod: c.ID(), PodUID: c.ID(), Container: c.ID()})
 	if !waitFile(log) {
 		t.Errorf("the denial did not reach the configured sink %s", log)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stockade-dev/stockade/denial"
 	"github.com/stockade-dev/stockade/integration/harness"
 	"github.com/stockade-dev/stockade/shim/denials"
 )
@@ -41,7 +42,7 @@ func TestInt80SocketcallFamilies(t *testing.T) {
 	if !strings.Contains(out, "int80-socket-inet ok") {
 		t.Errorf("want the direct i386 socket(AF_INET) allowed: %s", out)
 	}
-	log := denials.LogPath(env.LogDir, denials.Attribution{Namespace: harness.Namespace, Pod: c.ID(), PodUID: c.ID(), Container: c.ID()})
+	log := denials.LogPath(env.LogDir, denial.Attribution{Namespace: harness.Namespace, Pod: c.ID(), PodUID: c.ID(), Container: c.ID()})
 	for _, want := range []string{`"syscall":"socket"`, `"syscall":"socketcall"`} {
 		if !waitContains(log, want) {
 			b, _ := os.ReadFile(log)

@@ -12,6 +12,8 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/log"
 	"github.com/opencontainers/runc/libcontainer"
+
+	"github.com/stockade-dev/stockade/cri"
 )
 
 // Cleanup removes a container whose shim is gone, from on-disk state alone:
@@ -77,7 +79,7 @@ func PodMembers(stateRoot, sandboxID string) map[string]string {
 		for _, l := range lc.Config().Labels {
 			k, v, _ := strings.Cut(l, "=")
 			switch k {
-			case "io.kubernetes.cri.sandbox-id":
+			case cri.AnnotationSandboxID:
 				inPod = v == sandboxID
 			case "bundle":
 				bundle = v

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/denial"
 )
 
 // DefaultSocketDir is where agent sockets go when the shim names none. It is
@@ -58,17 +59,10 @@ func WithSocketPath(path string) Option { return func(o *options) { o.socketPath
 // socket) by the given ones.
 func WithSinks(s ...Sink) Option { return func(o *options) { o.sinks = s } }
 
-// Verdict answers a notified syscall with what the rule that notified it
-// did before the hooks step rewrote it to SCMP_ACT_NOTIFY: errno != 0 fails
-// the syscall with it (ERRNO rules), errno == 0 lets it run (LOG rules).
-// ok is false when no rewritten rule matches; the agent then fails the
-// syscall with EPERM, the safe reading of a deny rule it cannot identify.
-type Verdict func(name string, args [6]uint64) (errno syscall.Errno, ok bool)
-
 // RegisterOptions are the optional parts of a registration.
 type RegisterOptions struct {
 	// Verdict, when set, answers notifications instead of the mode alone.
-	Verdict Verdict
+	Verdict denial.Verdict
 }
 
 // RegisterOption sets a RegisterOptions field.
@@ -77,15 +71,15 @@ type RegisterOption func(*RegisterOptions)
 // WithVerdict makes the agent answer by v instead of by mode alone. A
 // profile can mix rules that deny in every mode with rules that only log in
 // complain mode; only the original rule knows which answer is right.
-func WithVerdict(v Verdict) RegisterOption { return func(o *RegisterOptions) { o.Verdict = v } }
+func WithVerdict(v denial.Verdict) RegisterOption { return func(o *RegisterOptions) { o.Verdict = v } }
 
 // registration is what the shim told the agent about one container.
 type registration struct {
 	id      string
-	attr    Attribution
+	attr    denial.Attribution
 	mode    string
 	profile string
-	verdict Verdict
+	verdict denial.Verdict
 }
 
 // answer decides the errno for a notification: 0 means let it run.
@@ -96,7 +90,7 @@ func (r *registration) answer(n notification) syscall.Errno {
 		}
 		return unix.EPERM
 	}
-	if r.mode == ModeComplain {
+	if r.mode == denial.ModeComplain {
 		return 0
 	}
 	return unix.EPERM
@@ -105,7 +99,7 @@ func (r *registration) answer(n notification) syscall.Errno {
 // Agent is the in-shim seccomp agent. libcontainer hands it one notify fd
 // per container process (init and every exec) over ListenerPath; the agent
 // answers each notified syscall as the rule it came from would have (see
-// Verdict) and turns it into a record for the sinks.
+// denial.Verdict) and turns it into a record for the sinks.
 type Agent struct {
 	cfg  config.Denials
 	node string
@@ -191,7 +185,7 @@ type sweeper interface {
 
 // holder is a sink that tracks which pods are alive (FileSink).
 type holder interface {
-	Hold(a Attribution)
+	Hold(a denial.Attribution)
 }
 
 // sweepLoop sweeps the sinks at start (the pods of shims long gone) and
@@ -254,16 +248,16 @@ func listen(path string) (*net.UnixListener, error) {
 func (a *Agent) ListenerPath() string { return a.path }
 
 // Register tells the agent who containerID is and how to answer its
-// notified syscalls: mode ModeEnforce fails them with EPERM, ModeComplain
+// notified syscalls: mode denial.ModeEnforce fails them with EPERM, denial.ModeComplain
 // lets them run, unless WithVerdict gives a per-rule answer. profile names
 // the seccomp profile, for the records. Call it before the container's
 // process starts, so its first syscall is attributed; registering an ID
 // again replaces the registration for fds handed over from then on.
-func (a *Agent) Register(containerID string, attr Attribution, mode, profile string, opts ...RegisterOption) error {
+func (a *Agent) Register(containerID string, attr denial.Attribution, mode, profile string, opts ...RegisterOption) error {
 	if containerID == "" {
 		return fmt.Errorf("denial agent: empty container ID")
 	}
-	if mode != ModeEnforce && mode != ModeComplain {
+	if mode != denial.ModeEnforce && mode != denial.ModeComplain {
 		return fmt.Errorf("denial agent: unknown mode %q for container %s", mode, containerID)
 	}
 	a.mu.Lock()

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stockade-dev/stockade/denial"
 )
 
 func note(id uint64, pid, nr int, name string) notification {
@@ -20,7 +22,7 @@ func TestAgentEnforceAnswersEPERMAndAggregates(t *testing.T) {
 	cfg.AggregateWindow = "1h" // only Close flushes: the test controls when
 	sink := &memSink{}
 	a := newTestAgent(t, cfg, sink)
-	if err := a.Register("c1", testAttr, ModeEnforce, "stockade-baseline"); err != nil {
+	if err := a.Register("c1", testAttr, denial.ModeEnforce, "stockade-baseline"); err != nil {
 		t.Fatal(err)
 	}
 	src := newFakeSource()
@@ -52,7 +54,7 @@ func TestAgentEnforceAnswersEPERMAndAggregates(t *testing.T) {
 		Node: "node-1", Namespace: "team-a", Pod: "web-0", PodUID: "0f6c-uid", Container: "app",
 		ContainerID: "c1", Image: "registry.example/app:1", Pid: 100, Comm: "comm-100", Exe: "/bin/exe-100",
 		Syscall: "mount", SyscallNr: 165, Arch: "amd64", Action: ActionDenied, Errno: "EPERM",
-		Mode: ModeEnforce, Profile: "stockade-baseline", Seq: 1, Count: 1,
+		Mode: denial.ModeEnforce, Profile: "stockade-baseline", Seq: 1, Count: 1,
 	}
 	first.Time = want.Time
 	first.Args = nil
@@ -91,7 +93,7 @@ func TestAgentComplainContinues(t *testing.T) {
 	cfg.AggregateWindow = "0"
 	sink := &memSink{}
 	a := newTestAgent(t, cfg, sink)
-	if err := a.Register("c1", testAttr, ModeComplain, "p"); err != nil {
+	if err := a.Register("c1", testAttr, denial.ModeComplain, "p"); err != nil {
 		t.Fatal(err)
 	}
 	src := newFakeSource()
@@ -104,7 +106,7 @@ func TestAgentComplainContinues(t *testing.T) {
 		t.Errorf("complain answered %v, want continue (0)", e)
 	}
 	r := sink.records()[1]
-	if r.Action != ActionAllowed || r.Errno != "" || r.Mode != ModeComplain || r.Count != 1 || r.Seq != 2 {
+	if r.Action != ActionAllowed || r.Errno != "" || r.Mode != denial.ModeComplain || r.Count != 1 || r.Seq != 2 {
 		t.Errorf("record = %+v", r)
 	}
 }
@@ -112,7 +114,7 @@ func TestAgentComplainContinues(t *testing.T) {
 func TestAgentDoesNotAttributeReusedPid(t *testing.T) {
 	sink := &memSink{}
 	a := newTestAgent(t, testConfig(t), sink)
-	_ = a.Register("c1", testAttr, ModeEnforce, "p")
+	_ = a.Register("c1", testAttr, denial.ModeEnforce, "p")
 	src := newFakeSource()
 	src.invalid[1] = true // died after /proc was read: the pid may be someone else's
 	a.serve(a.registration("c1"), src)
@@ -126,7 +128,7 @@ func TestAgentDoesNotAttributeReusedPid(t *testing.T) {
 func TestAgentSkipsUnansweredNotification(t *testing.T) {
 	sink := &memSink{}
 	a := newTestAgent(t, testConfig(t), sink)
-	_ = a.Register("c1", testAttr, ModeEnforce, "p")
+	_ = a.Register("c1", testAttr, denial.ModeEnforce, "p")
 	src := newFakeSource()
 	src.failRespond[1] = true // interrupted: it will be notified again
 	a.serve(a.registration("c1"), src)
@@ -149,7 +151,7 @@ func TestAgentUnregisterFlushesAndReleases(t *testing.T) {
 	cfg.AggregateWindow = "1h"
 	sink := &memSink{}
 	a := newTestAgent(t, cfg, sink)
-	_ = a.Register("c1", testAttr, ModeEnforce, "p")
+	_ = a.Register("c1", testAttr, denial.ModeEnforce, "p")
 	src := newFakeSource()
 	a.serve(a.registration("c1"), src)
 	for i := uint64(1); i <= 5; i++ {
@@ -173,14 +175,14 @@ func TestAgentUnregisterFlushesAndReleases(t *testing.T) {
 
 func TestRegisterValidates(t *testing.T) {
 	a := newTestAgent(t, testConfig(t), &memSink{})
-	if err := a.Register("", testAttr, ModeEnforce, ""); err == nil {
+	if err := a.Register("", testAttr, denial.ModeEnforce, ""); err == nil {
 		t.Error("empty ID accepted")
 	}
 	if err := a.Register("c", testAttr, "audit", ""); err == nil {
 		t.Error("unknown mode accepted")
 	}
 	_ = a.Close()
-	if err := a.Register("c", testAttr, ModeEnforce, ""); err != ErrClosed {
+	if err := a.Register("c", testAttr, denial.ModeEnforce, ""); err != ErrClosed {
 		t.Errorf("register after close: %v, want ErrClosed", err)
 	}
 }
@@ -247,7 +249,7 @@ func TestAgentVerdictOverridesMode(t *testing.T) {
 		}
 		return 0, false
 	}
-	if err := a.Register("c1", testAttr, ModeComplain, "p", WithVerdict(verdict)); err != nil {
+	if err := a.Register("c1", testAttr, denial.ModeComplain, "p", WithVerdict(verdict)); err != nil {
 		t.Fatal(err)
 	}
 	src := newFakeSource()
@@ -290,7 +292,7 @@ func TestAgentDecoyCannotHideAttacker(t *testing.T) {
 		}
 		return "sh", "/bin/sh"
 	}
-	if err := a.Register("c1", testAttr, ModeEnforce, "p"); err != nil {
+	if err := a.Register("c1", testAttr, denial.ModeEnforce, "p"); err != nil {
 		t.Fatal(err)
 	}
 	src := newFakeSource()
@@ -334,7 +336,7 @@ func TestAgentTruncatesLongExe(t *testing.T) {
 	a := newTestAgent(t, cfg, sink)
 	long := "/" + strings.Repeat("d/", 2040) + "probe"
 	a.readProc = func(int) (string, string) { return "probe", long }
-	if err := a.Register("c1", testAttr, ModeEnforce, "p"); err != nil {
+	if err := a.Register("c1", testAttr, denial.ModeEnforce, "p"); err != nil {
 		t.Fatal(err)
 	}
 	src := newFakeSource()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/denial"
 )
 
 // fakeSource is a notification source driven by the test.
@@ -82,7 +83,7 @@ type memSink struct {
 	gate    chan struct{}
 	fail    func(r *Record) error
 	closed  bool
-	release []Attribution
+	release []denial.Attribution
 }
 
 func (m *memSink) Name() string { return "mem" }
@@ -109,7 +110,7 @@ func (m *memSink) Close() error {
 	return nil
 }
 
-func (m *memSink) Release(a Attribution) {
+func (m *memSink) Release(a denial.Attribution) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.release = append(m.release, a)
@@ -168,4 +169,4 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-var testAttr = Attribution{Namespace: "team-a", Pod: "web-0", PodUID: "0f6c-uid", Container: "app", Image: "registry.example/app:1"}
+var testAttr = denial.Attribution{Namespace: "team-a", Pod: "web-0", PodUID: "0f6c-uid", Container: "app", Image: "registry.example/app:1"}

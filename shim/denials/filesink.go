@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stockade-dev/stockade/denial"
 )
 
 // Permissions of the sink: root writes, a log-reading group may read, nobody
@@ -189,7 +191,7 @@ func (s *FileSink) rotate(path string, f *logFile) error {
 // the Hold its registration took; the pod is released (retention starts)
 // when nothing holds it. A record that still arrives later simply reopens
 // the file.
-func (s *FileSink) Release(a Attribution) {
+func (s *FileSink) Release(a denial.Attribution) {
 	path := LogPath(s.root, a)
 	dir := filepath.Dir(path)
 	s.mu.Lock()

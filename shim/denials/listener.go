@@ -7,12 +7,14 @@ import (
 	"io"
 	"net"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/stockade-dev/stockade/cri"
+	"github.com/stockade-dev/stockade/denial"
 )
 
 const (
@@ -26,73 +28,13 @@ const (
 	maxFds = 16
 )
 
-// metadataPrefix starts the ListenerMetadata the denials hook sets. It lets
-// the agent answer correctly even for a container it was never told about.
-const metadataPrefix = "stockade/v1"
-
-// ListenerMetadata is the spec.Linux.Seccomp.ListenerMetadata value for a
-// container: libcontainer passes it back with every notify fd.
-func ListenerMetadata(mode, profile string) string {
-	return metadataPrefix + " mode=" + mode + " profile=" + profile
-}
-
-// modeFromMetadata recovers the mode; anything unexpected means enforce,
-// which fails the syscall exactly as the unrewritten profile would have.
-func modeFromMetadata(md string) (mode, profile string) {
-	mode = ModeEnforce
-	f := strings.Fields(md)
-	if len(f) == 0 || f[0] != metadataPrefix {
-		return mode, ""
-	}
-	for _, kv := range f[1:] {
-		k, v, _ := strings.Cut(kv, "=")
-		switch k {
-		case "mode":
-			if v == ModeComplain {
-				mode = ModeComplain
-			}
-		case "profile":
-			profile = v
-		}
-	}
-	return mode, profile
-}
-
-// CRI annotations, repeated here because hooks imports this package.
-const (
-	annSandboxNamespace = "io.kubernetes.cri.sandbox-namespace"
-	annSandboxName      = "io.kubernetes.cri.sandbox-name"
-	annSandboxUID       = "io.kubernetes.cri.sandbox-uid"
-	annContainerName    = "io.kubernetes.cri.container-name"
-	annImageName        = "io.kubernetes.cri.image-name"
-)
-
 // fallbackRegistration attributes a container the shim did not register
 // (it should not happen) from what libcontainer sends: the container ID and
-// the spec's CRI annotations.
-func fallbackRegistration(st *specs.ContainerProcessState) *registration {
-	ann := st.State.Annotations
+// the spec's CRI annotations, read by the same function the hooks use.
+func fallbackRegistration(st *specs.ContainerProcessState, containerdNS string) *registration {
 	id := st.State.ID
-	attr := Attribution{
-		Namespace: ann[annSandboxNamespace],
-		Pod:       ann[annSandboxName],
-		PodUID:    ann[annSandboxUID],
-		Container: ann[annContainerName],
-		Image:     ann[annImageName],
-	}
-	if attr.Namespace == "" {
-		attr.Namespace = "default"
-	}
-	if attr.Pod == "" {
-		attr.Pod = id
-	}
-	if attr.PodUID == "" {
-		attr.PodUID = id
-	}
-	if attr.Container == "" {
-		attr.Container = id
-	}
-	mode, profile := modeFromMetadata(st.Metadata)
+	attr := denial.For(cri.PodFromAnnotations(id, st.State.Annotations), containerdNS, id)
+	mode, profile := denial.ParseListenerMetadata(st.Metadata)
 	return &registration{id: id, attr: attr, mode: mode, profile: profile}
 }
 
@@ -124,7 +66,7 @@ func (a *Agent) handleConn(c *net.UnixConn) {
 	}
 	reg := a.registration(st.State.ID)
 	if reg == nil {
-		reg = fallbackRegistration(st)
+		reg = fallbackRegistration(st, "")
 		log.G(a.ctx).WithField("container_id", st.State.ID).Warn("seccomp notify fd for an unregistered container; attributing from its annotations")
 	}
 	src, err := newFDSource(fd)

@@ -9,6 +9,9 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/stockade-dev/stockade/cri"
+	"github.com/stockade-dev/stockade/denial"
 )
 
 // handOver sends data with fds attached over a fresh connection to a test
@@ -66,9 +69,9 @@ func TestReceiveProcessState(t *testing.T) {
 		Version:  specs.Version,
 		Fds:      []string{"other", specs.SeccompFdName},
 		Pid:      4242,
-		Metadata: ListenerMetadata(ModeComplain, "p1"),
+		Metadata: denial.ListenerMetadata(denial.ModeComplain, "p1"),
 		State: specs.State{ID: "ctr-1", Pid: 4242, Annotations: map[string]string{
-			annSandboxNamespace: "team-a", "big": strings.Repeat("x", 200<<10),
+			cri.AnnotationSandboxNamespace: "team-a", "big": strings.Repeat("x", 200<<10),
 		}},
 	}
 	data, _ := json.Marshal(st)
@@ -77,7 +80,7 @@ func TestReceiveProcessState(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	if got.State.ID != "ctr-1" || got.Pid != 4242 || got.State.Annotations[annSandboxNamespace] != "team-a" {
+	if got.State.ID != "ctr-1" || got.Pid != 4242 || got.State.Annotations[cri.AnnotationSandboxNamespace] != "team-a" {
 		t.Errorf("state = %+v", got.State)
 	}
 	// The fd named seccompFd is the second one sent (our pipe's read end):
@@ -147,31 +150,21 @@ func countFds(t *testing.T) int {
 	return n
 }
 
-func TestMetadataAndFallback(t *testing.T) {
-	for md, want := range map[string]string{
-		ListenerMetadata(ModeComplain, "p"): ModeComplain,
-		ListenerMetadata(ModeEnforce, "p"):  ModeEnforce,
-		"":                                  ModeEnforce,
-		"mode=complain":                     ModeEnforce, // not ours: fail safe
-		"stockade/v1 mode=weird":            ModeEnforce,
-	} {
-		if got, _ := modeFromMetadata(md); got != want {
-			t.Errorf("modeFromMetadata(%q) = %s, want %s", md, got, want)
-		}
-	}
+func TestFallbackRegistration(t *testing.T) {
 	reg := fallbackRegistration(&specs.ContainerProcessState{
-		Metadata: ListenerMetadata(ModeComplain, "prof"),
+		Metadata: denial.ListenerMetadata(denial.ModeComplain, "prof"),
 		State: specs.State{ID: "abc", Annotations: map[string]string{
-			annSandboxNamespace: "ns", annSandboxName: "pod", annSandboxUID: "uid",
-			annContainerName: "app", annImageName: "img",
+			cri.AnnotationContainerType:    cri.ContainerTypeContainer,
+			cri.AnnotationSandboxNamespace: "ns", cri.AnnotationSandboxName: "pod", cri.AnnotationSandboxUID: "uid",
+			cri.AnnotationContainerName: "app", cri.AnnotationImageName: "img",
 		}},
-	})
-	if reg.id != "abc" || reg.mode != ModeComplain || reg.profile != "prof" ||
-		reg.attr != (Attribution{Namespace: "ns", Pod: "pod", PodUID: "uid", Container: "app", Image: "img"}) {
+	}, "")
+	if reg.id != "abc" || reg.mode != denial.ModeComplain || reg.profile != "prof" ||
+		reg.attr != (denial.Attribution{Namespace: "ns", Pod: "pod", PodUID: "uid", Container: "app", Image: "img"}) {
 		t.Errorf("fallback = %+v", reg)
 	}
-	reg = fallbackRegistration(&specs.ContainerProcessState{State: specs.State{ID: "solo"}})
-	if reg.attr != (Attribution{Namespace: "default", Pod: "solo", PodUID: "solo", Container: "solo"}) || reg.mode != ModeEnforce {
+	reg = fallbackRegistration(&specs.ContainerProcessState{State: specs.State{ID: "solo"}}, "")
+	if reg.attr != (denial.Attribution{Namespace: "default", Pod: "solo", PodUID: "solo", Container: "solo"}) || reg.mode != denial.ModeEnforce {
 		t.Errorf("standalone fallback = %+v", reg)
 	}
 }

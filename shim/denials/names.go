@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/stockade-dev/stockade/denial"
 )
 
 // maxComponent keeps an escaped name well inside NAME_MAX (255) even after a
@@ -109,6 +111,6 @@ func RotatedName(live string, n int) string {
 }
 
 // LogPath is where the records of a container go under root.
-func LogPath(root string, a Attribution) string {
+func LogPath(root string, a denial.Attribution) string {
 	return filepath.Join(root, PodDir(a.Namespace, a.Pod, a.PodUID), LogFileName(a.Container))
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/denial"
 )
 
 func TestEscapeName(t *testing.T) {
@@ -53,7 +54,7 @@ func TestEscapeNameLong(t *testing.T) {
 
 func TestLogPathStaysUnderRoot(t *testing.T) {
 	root := "/var/log/stockade"
-	for _, a := range []Attribution{
+	for _, a := range []denial.Attribution{
 		{Namespace: "..", Pod: "..", PodUID: "..", Container: ".."},
 		{Namespace: "/etc", Pod: "passwd", PodUID: "x", Container: "../../../etc/shadow"},
 		{Namespace: "ns\x00", Pod: "p/../../q", PodUID: "", Container: ""},

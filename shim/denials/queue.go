@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+
+	"github.com/stockade-dev/stockade/denial"
 )
 
 // gapRetry is how often gaps are retried on a sink that had failed, when no
@@ -43,7 +45,7 @@ type pipeline struct {
 	dropped map[string]*lost
 	// releases are containers whose sink resources can go once the
 	// records queued before the release are out.
-	releases []Attribution
+	releases []denial.Attribution
 	signal   chan struct{}
 
 	done     chan struct{}
@@ -122,7 +124,7 @@ func (p *pipeline) forget(containerID string) {
 // hold tells the sinks that track live pods that a's pod has one more
 // registered container. It runs at once: the pod must be held before its
 // first record is even queued.
-func (p *pipeline) hold(a Attribution) {
+func (p *pipeline) hold(a denial.Attribution) {
 	for _, s := range p.sinks {
 		if h, ok := s.Sink.(holder); ok {
 			h.Hold(a)
@@ -132,7 +134,7 @@ func (p *pipeline) hold(a Attribution) {
 
 // release asks the sinks to free a container's resources once the queue
 // has drained past its records.
-func (p *pipeline) release(a Attribution) {
+func (p *pipeline) release(a denial.Attribution) {
 	p.mu.Lock()
 	p.releases = append(p.releases, a)
 	p.mu.Unlock()

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stockade-dev/stockade/denial"
 )
 
 func rec(container string, count uint64) *Record {
@@ -156,8 +158,8 @@ func TestStormFake(t *testing.T) {
 		return nil
 	}}
 	a := newTestAgent(t, cfg, sink)
-	_ = a.Register("c1", testAttr, ModeEnforce, "p")
-	_ = a.Register("c2", testAttr, ModeComplain, "p")
+	_ = a.Register("c1", testAttr, denial.ModeEnforce, "p")
+	_ = a.Register("c2", testAttr, denial.ModeComplain, "p")
 	start := time.Now()
 	var srcs []*fakeSource
 	for _, id := range []string{"c1", "c2"} {

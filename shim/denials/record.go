@@ -4,13 +4,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
-)
 
-// Modes a container is registered with. They decide how a notified syscall is
-// answered: enforce fails it with EPERM, complain lets it run.
-const (
-	ModeEnforce  = "enforce"
-	ModeComplain = "complain"
+	"github.com/stockade-dev/stockade/denial"
 )
 
 // Actions a record reports: what the workload experienced.
@@ -22,23 +17,6 @@ const (
 // TypeGap marks a record that stands for records that were lost (queue full,
 // sink failing). Denial records have an empty Type.
 const TypeGap = "gap"
-
-// Attribution is who a container is, as the shim knows it when the container
-// is created. It is copied into every record so a record is self-contained:
-// readers never need the shim (which may be gone) to interpret it.
-type Attribution struct {
-	// Namespace is the Kubernetes namespace, or the containerd namespace for
-	// containers that do not come from Kubernetes.
-	Namespace string
-	// Pod is the pod name, or the container ID for standalone containers.
-	Pod string
-	// PodUID is the pod UID, or the container ID for standalone containers.
-	PodUID string
-	// Container is the container's name in its pod.
-	Container string
-	// Image is the image reference the container was created from.
-	Image string
-}
 
 // Record is one line of the JSON-lines sink: a denied (or, in complain mode,
 // would-be-denied) syscall, an aggregate of repeats of it, or a gap.
@@ -144,7 +122,7 @@ func (r *Record) truncateFields() {
 }
 
 // setAttribution copies the container identity into r.
-func (r *Record) setAttribution(node, containerID string, a Attribution) {
+func (r *Record) setAttribution(node, containerID string, a denial.Attribution) {
 	r.Node = node
 	r.ContainerID = containerID
 	r.Namespace = a.Namespace
@@ -155,8 +133,8 @@ func (r *Record) setAttribution(node, containerID string, a Attribution) {
 }
 
 // attribution recovers the identity a record carries; gap records reuse it.
-func (r *Record) attribution() Attribution {
-	return Attribution{Namespace: r.Namespace, Pod: r.Pod, PodUID: r.PodUID, Container: r.Container, Image: r.Image}
+func (r *Record) attribution() denial.Attribution {
+	return denial.Attribution{Namespace: r.Namespace, Pod: r.Pod, PodUID: r.PodUID, Container: r.Container, Image: r.Image}
 }
 
 // gapRecord is the record written in place of dropped records of one container.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stockade-dev/stockade/denial"
 )
 
 // Retention of the file sink. A pod's directory outlives the pod by design
@@ -79,7 +81,7 @@ func (s *FileSink) Bound(retention time.Duration, maxTotal int64, now func() tim
 	return s
 }
 
-func (s *FileSink) podDir(a Attribution) string {
+func (s *FileSink) podDir(a denial.Attribution) string {
 	return filepath.Join(s.root, PodDir(a.Namespace, a.Pod, a.PodUID))
 }
 
@@ -97,7 +99,7 @@ func (s *FileSink) pod(dir string) *podState {
 // alive until every Hold has been Released. If the pod's directory exists
 // already (a container restarted, or a second container of a pod with
 // records), it is locked now, so a sweep elsewhere cannot remove it.
-func (s *FileSink) Hold(a Attribution) {
+func (s *FileSink) Hold(a denial.Attribution) {
 	dir := s.podDir(a)
 	s.mu.Lock()
 	defer s.mu.Unlock()

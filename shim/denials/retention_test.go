@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stockade-dev/stockade/denial"
 )
 
 // retentionClock is a settable clock for sweeps.
@@ -14,11 +16,11 @@ type retentionClock struct{ t time.Time }
 
 func (c *retentionClock) now() time.Time { return c.t }
 
-func podAttr(pod string) Attribution {
-	return Attribution{Namespace: "ns", Pod: pod, PodUID: pod + "-uid", Container: "app"}
+func podAttr(pod string) denial.Attribution {
+	return denial.Attribution{Namespace: "ns", Pod: pod, PodUID: pod + "-uid", Container: "app"}
 }
 
-func writeFor(t *testing.T, s *FileSink, a Attribution, n int) {
+func writeFor(t *testing.T, s *FileSink, a denial.Attribution, n int) {
 	t.Helper()
 	for i := 0; i < n; i++ {
 		r := rec("c-"+a.Pod, 1)
@@ -69,8 +71,8 @@ func TestSweepRetention(t *testing.T) {
 	for _, p := range crash.pods {
 		_ = closeFd(p.lock)
 	}
-	dirOf := func(a Attribution) string { return s.podDir(a) }
-	for _, a := range []Attribution{live, released, crashed, elsewhere} {
+	dirOf := func(a denial.Attribution) string { return s.podDir(a) }
+	for _, a := range []denial.Attribution{live, released, crashed, elsewhere} {
 		age(t, dirOf(a), t0)
 	}
 	s.Release(released) // the pod's last container is deleted at t0
@@ -87,7 +89,7 @@ func TestSweepRetention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for a, want := range map[Attribution]bool{live: true, released: false, crashed: false, elsewhere: true} {
+	for a, want := range map[denial.Attribution]bool{live: true, released: false, crashed: false, elsewhere: true} {
 		if got := exists(dirOf(a)); got != want {
 			t.Errorf("%s: exists=%v after the sweep, want %v", a.Pod, got, want)
 		}
@@ -151,7 +153,7 @@ func TestSweepTotalCap(t *testing.T) {
 	s := NewFileSink(root, per, 3)
 	old, mid, live := podAttr("old"), podAttr("mid"), podAttr("live")
 	s.Hold(live)
-	for i, a := range []Attribution{old, mid, live} {
+	for i, a := range []denial.Attribution{old, mid, live} {
 		writeFor(t, s, a, 10) // 3 files each: .log.2, .log.1, .log
 		when := t0.Add(time.Duration(i) * time.Hour)
 		age(t, s.podDir(a), when)
@@ -226,7 +228,7 @@ func TestAgentSweepsAtStartAndReleasesPods(t *testing.T) {
 	waitFor(t, "start-up sweep", func() bool { return !exists(staleDir) })
 
 	attr := podAttr("web")
-	if err := a.Register("c1", attr, ModeEnforce, "p"); err != nil {
+	if err := a.Register("c1", attr, denial.ModeEnforce, "p"); err != nil {
 		t.Fatal(err)
 	}
 	src := newFakeSource()

@@ -15,6 +15,9 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/stockade-dev/stockade/cri"
+	"github.com/stockade-dev/stockade/denial"
 )
 
 // The root tests re-execute the test binary as a stand-in for a container
@@ -60,10 +63,10 @@ func runChild() int {
 		Version:  specs.Version,
 		Fds:      []string{specs.SeccompFdName},
 		Pid:      os.Getpid(),
-		Metadata: ListenerMetadata(os.Getenv(childMode), "child-profile"),
+		Metadata: denial.ListenerMetadata(os.Getenv(childMode), "child-profile"),
 		State: specs.State{
 			Version: specs.Version, ID: os.Getenv(childID), Status: specs.StateRunning, Pid: os.Getpid(),
-			Annotations: map[string]string{annSandboxNamespace: "from-annotations", annContainerName: "ann-ctr"},
+			Annotations: map[string]string{cri.AnnotationContainerType: cri.ContainerTypeContainer, cri.AnnotationSandboxNamespace: "from-annotations", cri.AnnotationContainerName: "ann-ctr"},
 		},
 	}
 	err = sendProcessState(os.Getenv(childSocket), st, fd)
@@ -150,10 +153,10 @@ func TestNotifyEndToEndEnforce(t *testing.T) {
 	requireNotify(t)
 	const calls = 500
 	a, sink, dir := rootAgent(t)
-	if err := a.Register("ctr-e2e", testAttr, ModeEnforce, "stockade-test"); err != nil {
+	if err := a.Register("ctr-e2e", testAttr, denial.ModeEnforce, "stockade-test"); err != nil {
 		t.Fatal(err)
 	}
-	rep := runChildProcess(t, a, "ctr-e2e", ModeEnforce, calls)
+	rep := runChildProcess(t, a, "ctr-e2e", denial.ModeEnforce, calls)
 	if rep.EPERM != calls {
 		t.Errorf("child saw %+v, want %d EPERM", rep, calls)
 	}
@@ -176,7 +179,7 @@ func TestNotifyEndToEndEnforce(t *testing.T) {
 		t.Errorf("attribution pid %d comm %q exe %q, want %d %q %q", first.Pid, first.Comm, first.Exe, rep.Tid, comm, exe)
 	}
 	if first.Syscall != "getppid" || first.SyscallNr != unix.SYS_GETPPID || first.Arch == "" ||
-		first.Action != ActionDenied || first.Errno != "EPERM" || first.Mode != ModeEnforce ||
+		first.Action != ActionDenied || first.Errno != "EPERM" || first.Mode != denial.ModeEnforce ||
 		first.Profile != "stockade-test" || first.ContainerID != "ctr-e2e" || first.Pod != testAttr.Pod || first.Count != 1 {
 		t.Errorf("first record = %+v", first)
 	}
@@ -191,8 +194,8 @@ func TestNotifyEndToEndEnforce(t *testing.T) {
 func TestNotifyEndToEndComplain(t *testing.T) {
 	requireNotify(t)
 	a, sink, _ := rootAgent(t)
-	_ = a.Register("ctr-c", testAttr, ModeComplain, "p")
-	rep := runChildProcess(t, a, "ctr-c", ModeComplain, 100)
+	_ = a.Register("ctr-c", testAttr, denial.ModeComplain, "p")
+	rep := runChildProcess(t, a, "ctr-c", denial.ModeComplain, 100)
 	if rep.OK != 100 {
 		t.Errorf("child saw %+v, want 100 successful calls", rep)
 	}
@@ -212,7 +215,7 @@ func TestNotifyEndToEndComplain(t *testing.T) {
 func TestNotifyUnregisteredContainer(t *testing.T) {
 	requireNotify(t)
 	a, sink, _ := rootAgent(t)
-	rep := runChildProcess(t, a, "ctr-unknown", ModeComplain, 10)
+	rep := runChildProcess(t, a, "ctr-unknown", denial.ModeComplain, 10)
 	if rep.OK != 10 {
 		t.Errorf("child saw %+v, want the metadata's complain mode", rep)
 	}
@@ -229,7 +232,7 @@ func TestNotifyUnregisteredContainer(t *testing.T) {
 func TestAgentGoneMeansENOSYS(t *testing.T) {
 	requireNotify(t)
 	a, _, _ := rootAgent(t)
-	_ = a.Register("ctr-gone", testAttr, ModeComplain, "p")
+	_ = a.Register("ctr-gone", testAttr, denial.ModeComplain, "p")
 	type result struct {
 		before, after unix.Errno
 		err           error
@@ -271,7 +274,7 @@ func TestStormReal(t *testing.T) {
 	for _, opt := range []StormOptions{
 		{},                          // node defaults: folded
 		{Window: -1, QueueSize: 64}, // every denial a record, tiny queue: gaps
-		{Mode: ModeComplain, Window: 0, QueueSize: 0}, // complain: CONTINUE
+		{Mode: denial.ModeComplain, Window: 0, QueueSize: 0}, // complain: CONTINUE
 	} {
 		t.Run(fmt.Sprintf("window=%v,queue=%d,mode=%s", opt.Window, opt.QueueSize, opt.Mode), func(t *testing.T) {
 			start := time.Now()

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+
+	"github.com/stockade-dev/stockade/denial"
 )
 
 // Sink receives records, one at a time, from a single goroutine. line is the
@@ -26,7 +28,7 @@ type Sink interface {
 // Releaser is implemented by sinks that hold resources per container (open
 // files); the agent calls Release when a container is unregistered.
 type Releaser interface {
-	Release(a Attribution)
+	Release(a denial.Attribution)
 }
 
 // flusher is implemented by sinks with time-based state; the pipeline
@@ -53,7 +55,7 @@ type LogSink struct {
 
 	// budgets is only used from the delivery goroutine (Write, flush,
 	// Release and Close all run there).
-	budgets map[Attribution]*logBudget
+	budgets map[denial.Attribution]*logBudget
 }
 
 // logBudget is one container's use of its budget in the current period.
@@ -69,13 +71,13 @@ type logBudget struct {
 // NewLogSink logs through log.G(ctx), at most perMinute warnings per
 // container per minute.
 func NewLogSink(ctx context.Context, perMinute int) *LogSink {
-	return &LogSink{ctx: ctx, perPeriod: perMinute, now: time.Now, budgets: make(map[Attribution]*logBudget)}
+	return &LogSink{ctx: ctx, perPeriod: perMinute, now: time.Now, budgets: make(map[denial.Attribution]*logBudget)}
 }
 
 // Name implements Sink.
 func (s *LogSink) Name() string { return "log" }
 
-func (s *LogSink) entry(a Attribution, containerID string) *log.Entry {
+func (s *LogSink) entry(a denial.Attribution, containerID string) *log.Entry {
 	e := log.G(s.ctx).WithFields(log.Fields{
 		"namespace": a.Namespace,
 		"pod":       a.Pod,
@@ -132,7 +134,7 @@ func (s *LogSink) Write(r *Record, _ []byte) error {
 }
 
 // report logs what a budget suppressed, if anything.
-func (s *LogSink) report(a Attribution, b *logBudget, now time.Time) {
+func (s *LogSink) report(a denial.Attribution, b *logBudget, now time.Time) {
 	if b.suppressed == 0 {
 		return
 	}
@@ -157,7 +159,7 @@ func (s *LogSink) flush(now time.Time) {
 
 // Release implements Releaser: a container going away reports what its
 // budget suppressed now rather than never.
-func (s *LogSink) Release(a Attribution) {
+func (s *LogSink) Release(a denial.Attribution) {
 	if b := s.budgets[a]; b != nil {
 		s.report(a, b, s.now())
 		delete(s.budgets, a)

@@ -17,11 +17,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/denial"
 )
 
 // StormOptions tunes Storm. Zero values take the node defaults.
 type StormOptions struct {
-	// Mode is ModeEnforce (default) or ModeComplain.
+	// Mode is denial.ModeEnforce (default) or denial.ModeComplain.
 	Mode string
 	// Window is the aggregation window; negative disables folding.
 	Window time.Duration
@@ -75,7 +76,7 @@ func MeasureStorm(n int) (rate float64, lost int, err error) {
 func Storm(n int, opt StormOptions) (StormResult, error) {
 	res := StormResult{Denials: n}
 	if opt.Mode == "" {
-		opt.Mode = ModeEnforce
+		opt.Mode = denial.ModeEnforce
 	}
 	dir, err := os.MkdirTemp("", "stockade-storm-")
 	if err != nil {
@@ -97,7 +98,7 @@ func Storm(n int, opt StormOptions) (StormResult, error) {
 	if err != nil {
 		return res, err
 	}
-	attr := Attribution{Namespace: "stockade-bench", Pod: "storm", PodUID: "storm", Container: "storm"}
+	attr := denial.Attribution{Namespace: "stockade-bench", Pod: "storm", PodUID: "storm", Container: "storm"}
 	if err := a.Register("storm", attr, opt.Mode, "storm"); err != nil {
 		_ = a.Close()
 		return res, err
@@ -129,7 +130,7 @@ func Storm(n int, opt StormOptions) (StormResult, error) {
 			Version:  specs.Version,
 			Fds:      []string{specs.SeccompFdName},
 			Pid:      unix.Getpid(),
-			Metadata: ListenerMetadata(opt.Mode, "storm"),
+			Metadata: denial.ListenerMetadata(opt.Mode, "storm"),
 			State:    specs.State{Version: specs.Version, ID: "storm", Status: specs.StateRunning, Pid: unix.Getpid()},
 		}
 		err = sendProcessState(a.ListenerPath(), st, fd)
@@ -147,7 +148,7 @@ func Storm(n int, opt StormOptions) (StormResult, error) {
 			// Syscall, not RawSyscall: the call blocks until the agent
 			// answers, and a raw call would hold its P through a GC stop.
 			_, _, errno := unix.Syscall(unix.SYS_GETPPID, 0, 0, 0)
-			if (opt.Mode == ModeEnforce) != (errno == unix.EPERM) {
+			if (opt.Mode == denial.ModeEnforce) != (errno == unix.EPERM) {
 				l.wrong++
 			}
 			if opt.Pause > 0 {

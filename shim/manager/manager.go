@@ -27,7 +27,7 @@ import (
 	"github.com/containerd/typeurl/v2"
 	"golang.org/x/sys/unix"
 
-	"github.com/stockade-dev/stockade/hooks"
+	"github.com/stockade-dev/stockade/cri"
 	"github.com/stockade-dev/stockade/shim/container"
 	"github.com/stockade-dev/stockade/shim/task"
 	"github.com/stockade-dev/stockade/version"
@@ -40,7 +40,7 @@ const RuntimeName = "io.containerd.stockade.v1"
 // keyed by the CRI sandbox ID; other containers get a shim each.
 var groupAnnotations = []string{
 	"io.containerd.runc.v2.group",
-	hooks.AnnotationSandboxID,
+	cri.AnnotationSandboxID,
 }
 
 // New returns the shim manager.

@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/denial"
 	"github.com/stockade-dev/stockade/hooks"
 	"github.com/stockade-dev/stockade/profiles/userns"
 	"github.com/stockade-dev/stockade/shim/denials"
@@ -32,14 +33,25 @@ func buildPipeline(ctx context.Context, ns string, c *config.Config) (hooks.Pipe
 		log.G(ctx).WithError(err).Warn("reclaim userns ranges")
 	}
 	var closers []func(context.Context)
-	agent := startDenialAgent(ctx, ns, c)
-	if agent != nil {
-		closers = append(closers, func(context.Context) { _ = agent.Close() })
-	}
 	// A nil agent makes the denials step a no-op: the profile still
 	// denies, only the records are off.
-	p := hooks.Pipeline{u, &hooks.SeccompStep{Store: openStore}, hooks.NewAppArmorStep(), hooks.NewDenialsStep(agent)}
+	var step hooks.DenialAgent
+	if agent := startDenialAgent(ctx, ns, c); agent != nil {
+		closers = append(closers, func(context.Context) { _ = agent.Close() })
+		step = hookAgent{agent}
+	}
+	p := hooks.Pipeline{u, &hooks.SeccompStep{Store: openStore}, hooks.NewAppArmorStep(), hooks.NewDenialsStep(step)}
 	return p, closers, nil
+}
+
+// hookAgent presents the shim's denial agent to the hooks, which know only
+// the denial contract.
+type hookAgent struct{ *denials.Agent }
+
+var _ hooks.DenialAgent = hookAgent{}
+
+func (a hookAgent) Register(id string, attr denial.Attribution, mode, profile string, v denial.Verdict) error {
+	return a.Agent.Register(id, attr, mode, profile, denials.WithVerdict(v))
 }
 
 // startDenialAgent starts the shim's seccomp notification agent: one per

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/cri"
 	"github.com/stockade-dev/stockade/hooks"
 	"github.com/stockade-dev/stockade/profiles/recorded"
 	"github.com/stockade-dev/stockade/shim/record"
@@ -68,7 +69,7 @@ func (r *Runtime) watch(ctx context.Context, node *config.Config, name, dir stri
 // tracepoint goes with the last one) and merges the profile into the store
 // in the background; done closes when the profile is written or the
 // attempt failed.
-func (rc *recording) finish(ctx context.Context, runtime *Runtime, containerID string, pod hooks.Pod) {
+func (rc *recording) finish(ctx context.Context, runtime *Runtime, containerID string, pod cri.Pod) {
 	rc.once.Do(func() {
 		syscalls, err := rc.rec.Syscalls()
 		rc.rec.Stop(ctx)

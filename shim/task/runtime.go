@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/cri"
 	"github.com/stockade-dev/stockade/hooks"
 	"github.com/stockade-dev/stockade/shim/container"
 	"github.com/stockade-dev/stockade/shim/record"
@@ -123,7 +124,7 @@ func (r *Runtime) Intercept(ctx context.Context, id, bundle string, opts *anypb.
 		ContainerdNamespace: r.ns,
 		Bundle:              bundle,
 		Spec:                spec,
-		Pod:                 hooks.PodFromSpec(id, spec),
+		Pod:                 cri.PodFromAnnotations(id, spec.Annotations),
 		Annotations:         ann,
 		Node:                node,
 	}
@@ -221,7 +222,7 @@ func CleanupDead(ctx context.Context, ns, id, bundle string) {
 			log.G(ctx).WithError(err).WithField("container_id", id).Warn("release apparmor profile")
 		}
 	}
-	if pod := hooks.PodFromSpec(id, &specs.Spec{Annotations: ann}); pod.Sandbox {
+	if pod := cri.PodFromAnnotations(id, ann); pod.Sandbox {
 		if err := hooks.ReleaseUserNSIn(ctx, node, ns, pod.SandboxID); err != nil {
 			log.G(ctx).WithError(err).WithField("container_id", id).Warn("release userns range")
 		}

@@ -30,6 +30,7 @@ import (
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/stockade-dev/stockade/cri"
 	"github.com/stockade-dev/stockade/hooks"
 	"github.com/stockade-dev/stockade/shim/container"
 )
@@ -53,7 +54,7 @@ func init() {
 // entry is one container this shim serves.
 type entry struct {
 	c    Container
-	pod  hooks.Pod
+	pod  cri.Pod
 	undo hooks.Undo
 	res  hooks.Result
 	// rec is the container's recording in record mode, else nil.

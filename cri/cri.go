@@ -1,8 +1,11 @@
-package hooks
+// Package cri is what containerd's CRI plugin tells a runtime about a
+// container: the annotations it puts on every spec it creates for
+// Kubernetes, and the pod identity read from them. It is a leaf: the hooks,
+// the shim, the denial agent and the CLI all read pods through it, so they
+// can never disagree about who a container is.
+package cri
 
-import specs "github.com/opencontainers/runtime-spec/specs-go"
-
-// CRI annotations containerd puts on every spec it creates for Kubernetes.
+// Annotations containerd's CRI plugin sets on every spec it creates.
 const (
 	AnnotationContainerType    = "io.kubernetes.cri.container-type"
 	AnnotationSandboxID        = "io.kubernetes.cri.sandbox-id"
@@ -15,6 +18,11 @@ const (
 	ContainerTypeSandbox   = "sandbox"
 	ContainerTypeContainer = "container"
 )
+
+// SandboxContainerName names a pod's sandbox (pause) container, which has no
+// name of its own in CRI, as the kubelet and crictl show it. Kubernetes
+// container names are lowercase DNS labels, so it cannot collide.
+const SandboxContainerName = "POD"
 
 // Pod is the Kubernetes identity of a container. For containers created
 // outside Kubernetes (plain containerd clients) Kubernetes is false and the
@@ -32,10 +40,9 @@ type Pod struct {
 	Image     string
 }
 
-// PodFromSpec reads the CRI annotations. containerID is used for containers
-// that do not come from CRI.
-func PodFromSpec(containerID string, s *specs.Spec) Pod {
-	a := s.Annotations
+// PodFromAnnotations reads the CRI annotations of a spec. containerID stands
+// in for what containers that do not come from CRI lack.
+func PodFromAnnotations(containerID string, a map[string]string) Pod {
 	typ, ok := a[AnnotationContainerType]
 	if !ok {
 		return Pod{SandboxID: containerID, Sandbox: true, Name: containerID, Container: containerID}
