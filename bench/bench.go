@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
@@ -27,6 +29,38 @@ type Config struct {
 	Smoke bool
 	// Logf reports progress.
 	Logf func(format string, args ...any)
+	// Only, when set, names the metric groups to run (StepNames); the
+	// others are skipped, for quick before/after comparisons.
+	Only []string
+}
+
+// StepNames are the names Config.Only accepts, in run order.
+func StepNames() []string {
+	var out []string
+	for _, s := range (&runner{}).steps() {
+		out = append(out, s.name)
+	}
+	return out
+}
+
+type step struct {
+	name string
+	run  func(context.Context) ([]Metric, error)
+}
+
+func (b *runner) steps() []step {
+	return []step{
+		{"containers", b.containerLatency},
+		{"pods", b.podLatency},
+		{"memory", b.shimMemory},
+		{"syscalls", b.syscallOverhead},
+		{"denials", b.denialStreaming},
+		{"userns", b.usernsStartLatency},
+		{"exe", b.exeProtectionPath},
+		{"record", b.recordOverhead},
+		{"compat", b.compatStartLatency},
+		{"phases", b.startPhases},
+	}
 }
 
 // Outcome is one side's result for one metric.
@@ -97,6 +131,11 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if cfg.N <= 0 {
 		cfg.N = 100
 	}
+	for _, name := range cfg.Only {
+		if !slices.Contains(StepNames(), name) {
+			return nil, fmt.Errorf("-only: unknown metric group %q (want %s)", name, strings.Join(StepNames(), ", "))
+		}
+	}
 	if cfg.Smoke {
 		cfg.N = 3
 	}
@@ -131,24 +170,18 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 
 	res := &Results{Machine: collectMachine(ctx, env), Config: RunConfig{N: cfg.N, Smoke: cfg.Smoke}}
 	b := &runner{cfg: cfg, env: env, sides: sides}
-	steps := []func(context.Context) ([]Metric, error){
-		b.containerLatency,
-		b.podLatency,
-		b.shimMemory,
-		b.syscallOverhead,
-		b.denialStreaming,
-		b.usernsStartLatency,
-		b.exeProtectionPath,
-		b.recordOverhead,
-	}
-	for _, step := range steps {
-		ms, err := step(ctx)
+	for _, step := range b.steps() {
+		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, step.name) {
+			continue
+		}
+		ms, err := step.run(ctx)
 		if err != nil {
 			return nil, err
 		}
 		res.Metrics = append(res.Metrics, ms...)
 	}
 	res.Notes = b.notes
+	res.NotMeasured = append(res.NotMeasured, b.notMeasured...)
 	for i := range res.Metrics {
 		m := &res.Metrics[i]
 		m.RatioP50 = JSONFloat(ratio(m.Stockade.Summary, m.Runc.Summary, p50))
@@ -165,6 +198,8 @@ type runner struct {
 	sides []*side
 	image client.Image // busybox in harness.Namespace, looked up once
 	notes []string     // for Results.Notes
+	// notMeasured is for Results.NotMeasured.
+	notMeasured []NotMeasured
 }
 
 // collector gathers one side's samples for one metric; after the first

@@ -1,11 +1,13 @@
 package bench
 
 import (
+	"context"
 	"encoding/json"
 	"image/png"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -159,5 +161,18 @@ func TestWriteFiles(t *testing.T) {
 	defer f.Close()
 	if _, err := png.Decode(f); err != nil {
 		t.Fatalf("latest.png: %v", err)
+	}
+}
+
+func TestOnlyRejectsUnknownGroups(t *testing.T) {
+	names := StepNames()
+	for _, want := range []string{"containers", "compat", "phases"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("StepNames() = %q, want %s in it", names, want)
+		}
+	}
+	_, err := Run(context.Background(), Config{Only: []string{"containers", "nope"}})
+	if err == nil || !strings.Contains(err.Error(), `unknown metric group "nope"`) {
+		t.Errorf("Run with -only nope: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,10 +21,20 @@ import (
 )
 
 func main() {
+	// A seccomp-load child of the start-phases measurement: load, report,
+	// exit, before anything else runs.
+	if child, err := bench.RunSeccompLoadChild(); child {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench seccomp child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	n := flag.Int("n", 100, "iterations per runtime for the sequential latency metrics")
 	smoke := flag.Bool("smoke", false, "a tiny run (< 60 s) that checks the benchmark works")
 	out := flag.String("out", "bench/results", "directory for latest.md, latest.json and latest.png")
 	quiet := flag.Bool("q", false, "no progress on stderr")
+	only := flag.String("only", "", "run only these comma-separated metric groups: "+strings.Join(bench.StepNames(), ", "))
 	flag.Parse()
 
 	if os.Geteuid() != 0 {
@@ -40,7 +51,7 @@ func main() {
 			fmt.Fprintf(os.Stderr, "[%6.1fs] "+format+"\n", append([]any{time.Since(start).Seconds()}, args...)...)
 		}
 	}
-	res, err := bench.Run(ctx, bench.Config{N: *n, Smoke: *smoke, Logf: logf})
+	res, err := bench.Run(ctx, bench.Config{N: *n, Smoke: *smoke, Logf: logf, Only: splitList(*only)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -51,4 +62,11 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Fprintf(os.Stderr, "bench: wrote %s/latest.{md,json,png}\n", *out)
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }
