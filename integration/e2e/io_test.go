@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -49,43 +50,81 @@ func TestExec(t *testing.T) {
 	})
 }
 
-// kubectl exec -it: the process gets a terminal, and what is typed reaches
-// it. `script` gives kubectl the terminal it insists on for -t.
+// kubectl exec -it: the process gets a terminal, and a line typed once the
+// shell has shown it arrives. `script` gives kubectl the terminal it insists
+// on for -t.
 func TestExecTTY(t *testing.T) {
 	eachClass(t, func(t *testing.T, k *K) {
 		k.pod("p", sleeper, "", "")
 		k.waitReady("p")
-		kubectl := fmt.Sprintf("%s --kubeconfig=%s -n %s exec -it p -- sh -c 'tty; read line; echo got:$line; exit 3'",
-			filepath.Join(k.c.K8sBin, "kubectl"), k.c.Kubeconfig, k.NS)
-		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "script", "-qefc", kubectl, "/dev/null")
-		stdin, err := cmd.StdinPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		// The line is typed once the shell had time to print its tty; a
-		// terminal buffers it either way.
-		_, _ = io.WriteString(stdin, "typed\r")
-		err = cmd.Wait()
-		stdin.Close()
-		text := strings.ReplaceAll(out.String(), "\r", "")
-		if !regexp.MustCompile(`/dev/pts/\d+`).MatchString(text) {
-			t.Errorf("no terminal in the container: output %q", text)
-		}
-		if !strings.Contains(text, "got:typed") {
-			t.Errorf("typed line did not arrive: output %q", text)
-		}
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 3 {
-			t.Errorf("exit: %v, want status 3 (output %q)", err, text)
-		}
+		execTTY(t, k, true)
 	})
+}
+
+// The same with the line typed at once, before the exec is set up (a paste,
+// or a script piped into kubectl exec -it): the terminal buffers it, and it
+// must not be lost on the way into the container.
+func TestExecTTYEarlyInput(t *testing.T) {
+	eachClass(t, func(t *testing.T, k *K) {
+		k.pod("p", sleeper, "", "")
+		k.waitReady("p")
+		execTTY(t, k, false)
+	})
+}
+
+func execTTY(t *testing.T, k *K, waitForShell bool) {
+	kubectl := fmt.Sprintf("%s --kubeconfig=%s -n %s exec -it p -- sh -c 'tty; read line; echo got:$line; exit 3'",
+		filepath.Join(k.c.K8sBin, "kubectl"), k.c.Kubeconfig, k.NS)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "script", "-qefc", kubectl, "/dev/null")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty := regexp.MustCompile(`/dev/pts/\d+`)
+	if waitForShell {
+		for !tty.MatchString(out.String()) && ctx.Err() == nil {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	_, _ = io.WriteString(stdin, "typed\r")
+	err = cmd.Wait()
+	stdin.Close()
+	text := strings.ReplaceAll(out.String(), "\r", "")
+	if !tty.MatchString(text) {
+		t.Errorf("no terminal in the container: output %q", text)
+	}
+	if !strings.Contains(text, "got:typed") {
+		t.Errorf("typed line did not arrive: output %q", text)
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Errorf("exit: %v, want status 3 (output %q)", err, text)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer a command writes while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // kubectl attach -i to a container that reads its stdin (stdinOnce: the
