@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -177,6 +178,16 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (pidfile) {
+		/* The image need not have the directory (nginx's /var/run). */
+		char dir[4096];
+		snprintf(dir, sizeof dir, "%s", pidfile);
+		for (char *p = dir + 1; *p; p++) {
+			if (*p != '/')
+				continue;
+			*p = '\0';
+			mkdir(dir, 0755);
+			*p = '/';
+		}
 		FILE *f = fopen(pidfile, "w");
 		if (!f) {
 			fprintf(stderr, "%s: %s: %s\n", name, pidfile, strerror(errno));
