@@ -60,6 +60,10 @@ $(CRITEST_DIR)/httpserve: hack/critest/images/httpserve.c | apt-deps
 	@mkdir -p $(@D)
 	gcc -static -O2 -Wall -Wextra -o $@ $<
 
+$(CRITEST_DIR)/applets: hack/critest/images/applets.c | apt-deps
+	@mkdir -p $(@D)
+	gcc -static -O2 -Wall -Wextra -o $@ $<
+
 $(CRITEST_DIR)/nnp: hack/critest/images/nnp.c | apt-deps
 	@mkdir -p $(@D)
 	gcc -static -O2 -Wall -Wextra -o $@ $<
@@ -69,9 +73,15 @@ CRIT := gcr.io/k8s-staging-cri-tools
 CRITEST_IMAGES := busybox nginx httpd nonewprivs hostnet-nginx predefined-group test-image-tag
 critest-images: $(CRITEST_IMAGES:%=$(CRITEST_IMG_DIR)/%.tar)
 
-# The default test image: a shell and the usual applets.
-$(CRITEST_IMG_DIR)/busybox.tar: $(BIN)/hack/mkimage | apt-deps
-	$(BIN)/hack/mkimage -o $@ -ref $(E2E)/busybox:1.29-2 -busybox $(BUSYBOX) -base -cmd '["sh"]'
+# The default test image: a shell and the usual applets, plus the two the
+# specs run that Debian's busybox-static lacks (ipcs, pgrep). /bin/ls is a
+# copy, not a symlink: the MaskedPaths spec masks /bin/ls, and a mask on a
+# symlink lands on its target, busybox itself (upstream's image uses
+# hardlinks).
+$(CRITEST_IMG_DIR)/busybox.tar: $(BIN)/hack/mkimage $(CRITEST_DIR)/applets | apt-deps
+	$(BIN)/hack/mkimage -o $@ -ref $(E2E)/busybox:1.29-2 -busybox $(BUSYBOX) -base \
+		-add $(CRITEST_DIR)/applets:/bin/ipcs:0755 -add $(CRITEST_DIR)/applets:/bin/pgrep:0755 \
+		-add $(BUSYBOX):/bin/ls:0755 -cmd '["sh"]'
 
 # nginx: port 80, /var/run/nginx.pid, "nginx: master process" as PID 1's
 # cmdline, and a shell (the specs exec sh, cat and sleep in it).
