@@ -43,7 +43,7 @@ func (b *runner) busybox(ctx context.Context) (client.Image, error) {
 
 // runTrue runs `true` in busybox through the containerd client on env's
 // runtime, the way `ctr run --rm` does, and times it.
-func runTrue(ctx context.Context, env *harness.Env, image client.Image) (_ lifecycle, retErr error) {
+func runTrue(ctx context.Context, env *harness.Env, image client.Image, opts ...oci.SpecOpts) (_ lifecycle, retErr error) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	ctx = namespaces.WithNamespace(ctx, harness.Namespace)
@@ -54,7 +54,7 @@ func runTrue(ctx context.Context, env *harness.Env, image client.Image) (_ lifec
 		env.NewContainerOpts(),
 		client.WithImage(image),
 		client.WithNewSnapshot(id, image),
-		client.WithNewSpec(oci.WithImageConfig(image), oci.WithProcessArgs("true")),
+		client.WithNewSpec(append([]oci.SpecOpts{oci.WithImageConfig(image), oci.WithProcessArgs("true")}, opts...)...),
 	)
 	if err != nil {
 		return lifecycle{}, fmt.Errorf("create container: %w", err)

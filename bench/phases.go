@@ -14,6 +14,7 @@ import (
 	"time"
 
 	cdseccomp "github.com/containerd/containerd/v2/contrib/seccomp"
+	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stockade-dev/stockade/config"
@@ -215,8 +216,9 @@ var errNoSeccomp = errors.New("built without libseccomp (needs cgo and -tags sec
 
 // compatStartLatency compares container start with the generated filter
 // over x86_64 only (the default) and over x86_64+x86+x32 (stockade before
-// issue 14), with runc as the third side, all interleaved: the ratio to
-// runc before and after, from one run.
+// issue 14), with runc with and without containerd's RuntimeDefault as
+// the other sides, all interleaved: the ratio to runc before and after,
+// from one run.
 func (b *runner) compatStartLatency(ctx context.Context) ([]Metric, error) {
 	stockade := b.sides[0]
 	orig, err := os.ReadFile(stockade.env.NodeConfig)
@@ -235,6 +237,10 @@ func (b *runner) compatStartLatency(ctx context.Context) ([]Metric, error) {
 	native := &side{name: "stockade x86_64 only", env: stockade.env, unavailable: stockade.unavailable}
 	all := &side{name: "stockade x86_64+x86+x32", env: stockade.env, unavailable: stockade.unavailable}
 	runc := b.sides[1]
+	// The runc side as `ctr run` has it (no seccomp, like every other
+	// container-start metric), and with containerd's RuntimeDefault, as
+	// CRI gives pods that ask for it: the like-for-like comparison.
+	runcRD := &side{name: "runc + RuntimeDefault", env: runc.env, unavailable: runc.unavailable}
 	configs := map[*side]string{native: string(orig), all: allCfg}
 	image, err := b.busybox(ctx)
 	if err != nil {
@@ -244,13 +250,17 @@ func (b *runner) compatStartLatency(ctx context.Context) ([]Metric, error) {
 	b.cfg.Logf("compat ABIs: %d containers per side", n)
 	var mu sync.Mutex
 	totals := map[string][]float64{}
-	starts := b.interleaveSides(ctx, []*side{native, all, runc}, n, func(ctx context.Context, s *side) ([]float64, error) {
+	starts := b.interleaveSides(ctx, []*side{native, all, runc, runcRD}, n, func(ctx context.Context, s *side) ([]float64, error) {
 		if cfg, ok := configs[s]; ok {
 			if err := os.WriteFile(s.env.NodeConfig, []byte(cfg), 0o644); err != nil {
 				return nil, err
 			}
 		}
-		r, err := runTrue(ctx, s.env, image)
+		var opts []oci.SpecOpts
+		if s == runcRD {
+			opts = append(opts, cdseccomp.WithDefaultProfile())
+		}
+		r, err := runTrue(ctx, s.env, image, opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -264,16 +274,22 @@ func (b *runner) compatStartLatency(ctx context.Context) ([]Metric, error) {
 		runs[name] = &collector{samples: totals[name], err: c.err}
 	}
 	var metrics []Metric
-	for _, s := range []*side{native, all} {
-		for _, m := range []struct {
-			name string
-			cs   map[string]*collector
-		}{{"task create→running", starts}, {"run --rm true (create→exit→deleted)", runs}} {
-			metrics = append(metrics, Metric{
-				Group: "seccomp ABIs", Name: m.name + ", 1 at a time, " + s.name, Unit: "ms", Baseline: "runc",
-				Stockade: m.cs[s.name].outcome(), Runc: m.cs[runc.name].outcome(),
-				Note: "three sides interleaved in one run",
-			})
+	for _, base := range []*side{runc, runcRD} {
+		baseline := "runc (no seccomp, as ctr runs it)"
+		if base == runcRD {
+			baseline = "runc + containerd RuntimeDefault seccomp"
+		}
+		for _, s := range []*side{native, all} {
+			for _, m := range []struct {
+				name string
+				cs   map[string]*collector
+			}{{"task create→running", starts}, {"run --rm true (create→exit→deleted)", runs}} {
+				metrics = append(metrics, Metric{
+					Group: "seccomp ABIs", Name: m.name + ", 1 at a time, " + s.name, Unit: "ms", Baseline: baseline,
+					Stockade: m.cs[s.name].outcome(), Runc: m.cs[base.name].outcome(),
+					Note: "four sides interleaved in one run",
+				})
+			}
 		}
 	}
 	return metrics, nil
