@@ -60,6 +60,7 @@ func (b *runner) steps() []step {
 		{"record", b.recordOverhead},
 		{"compat", b.compatStartLatency},
 		{"phases", b.startPhases},
+		{"breakdown", b.startBreakdown},
 	}
 }
 
