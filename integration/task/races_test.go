@@ -131,9 +131,9 @@ func TestExecIntoPausedContainerRefused(t *testing.T) {
 		startErr := make(chan error, 1)
 		go func() { startErr <- p.Start(ctx) }()
 		// Meanwhile the sibling exits, and its exit must arrive.
-		sibExit, err := sibTask.Wait(ctx)
-		if err != nil {
-			t.Fatal(err)
+		sibExit, werr := sibTask.Wait(ctx)
+		if werr != nil {
+			t.Fatal(werr)
 		}
 		if err := sibTask.Kill(ctx, syscall.SIGKILL); err != nil {
 			t.Fatal(err)

@@ -248,9 +248,6 @@ func (c *Container) Exec(ctx context.Context, id string, sp *specs.Process, stdi
 	if st := c.initP.Status(); st != Running && st != Created {
 		return nil, fmt.Errorf("container %s is %s: %w", c.ID, st, errdefs.ErrFailedPrecondition)
 	}
-	if c.Paused() {
-		return nil, fmt.Errorf("container %s is paused: %w", c.ID, errdefs.ErrFailedPrecondition)
-	}
 	if sp == nil {
 		return nil, fmt.Errorf("exec %s: process spec missing: %w", id, errdefs.ErrInvalidArgument)
 	}
