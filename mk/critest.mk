@@ -73,6 +73,9 @@ CRIT := gcr.io/k8s-staging-cri-tools
 CRITEST_IMAGES := busybox nginx httpd nonewprivs hostnet-nginx predefined-group test-image-tag
 critest-images: $(CRITEST_IMAGES:%=$(CRITEST_IMG_DIR)/%.tar)
 
+# A recipe change (a file added to an image) rebuilds the images.
+$(CRITEST_IMAGES:%=$(CRITEST_IMG_DIR)/%.tar): mk/critest.mk
+
 # The default test image: a shell and the usual applets, plus the two the
 # specs run that Debian's busybox-static lacks (ipcs, pgrep). /bin/ls is a
 # copy, not a symlink: the MaskedPaths spec masks /bin/ls, and a mask on a
