@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/stockade-dev/stockade/integration/harness"
 )
 
@@ -161,7 +163,12 @@ func mainErr() error {
 			return err
 		}
 		t0 := time.Now()
+		shmBefore, err := shmSegments()
+		if err != nil {
+			return err
+		}
 		res, err := runCritest(ctx, env, binDir, outDir, r, skips, focus, parallel)
+		removeCritestShm(shmBefore)
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.name(), err)
 		}
@@ -499,6 +506,54 @@ func firstLine(s string) string {
 		return s[:i] + " ..."
 	}
 	return s
+}
+
+// shmSegment is one line of /proc/sysvipc/shm.
+type shmSegment struct {
+	id, size, nattch int64
+}
+
+func shmSegments() (map[int64]shmSegment, error) {
+	f, err := os.Open("/proc/sysvipc/shm")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[int64]shmSegment{}
+	sc := bufio.NewScanner(f)
+	sc.Scan() // the column header
+	for sc.Scan() {
+		// key shmid perms size cpid lpid nattch ...
+		var key, id, size, cpid, lpid, nattch int64
+		var perms string
+		if _, err := fmt.Sscan(sc.Text(), &key, &id, &perms, &size, &cpid, &lpid, &nattch); err != nil {
+			continue
+		}
+		out[id] = shmSegment{id: id, size: size, nattch: nattch}
+	}
+	return out, sc.Err()
+}
+
+// critestShmSize is the size of the segments critest's HostIpc specs create
+// on the host with `ipcmk -M 1048576` and never remove.
+const critestShmSize = 1 << 20
+
+// removeCritestShm removes the segments critest left: new since before,
+// critest's size, attached nowhere.
+func removeCritestShm(before map[int64]shmSegment) {
+	after, err := shmSegments()
+	if err != nil {
+		logf("shm cleanup: %v", err)
+		return
+	}
+	for id, seg := range after {
+		if _, old := before[id]; old || seg.size != critestShmSize || seg.nattch != 0 {
+			continue
+		}
+		if _, err := unix.SysvShmCtl(int(id), unix.IPC_RMID, nil); err != nil {
+			logf("shm cleanup: remove segment %d: %v", id, err)
+		}
+	}
 }
 
 func copyFile(src, dst string) {
