@@ -2,11 +2,14 @@ package hooks
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
 	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -114,7 +117,7 @@ func (s *SeccompStep) Apply(ctx context.Context, c *Container) (Undo, error) {
 		return nil, err
 	}
 	policy := seccomp.Policy{Mode: mode, Arch: goarch, Pod: pod, Recorded: recProfile, CompatABIs: compat}
-	profile, err := seccomp.Generate(c.Spec, policy)
+	profile, err := profileCache.Generate(c.Spec, policy)
 	if err != nil {
 		return nil, seccompError(err)
 	}
@@ -127,7 +130,7 @@ func (s *SeccompStep) Apply(ctx context.Context, c *Container) (Undo, error) {
 		name, what = "recorded:"+recName, "recorded profile "+recName
 	case pod != nil:
 		policy.Pod = nil
-		base, err := seccomp.Generate(c.Spec, policy)
+		base, err := profileCache.Generate(c.Spec, policy)
 		if err != nil {
 			return nil, seccompError(err)
 		}
@@ -139,7 +142,7 @@ func (s *SeccompStep) Apply(ctx context.Context, c *Container) (Undo, error) {
 	// out now, with an error naming the profile, rather than from runc's
 	// init. The baseline's size is covered by tests.
 	if what != "" && seccomp.CompileSupported {
-		if _, err := seccomp.Compile(profile, nativeABI(goarch)); err != nil {
+		if err := compileOnce(profile, nativeABI(goarch)); err != nil {
 			return nil, fmt.Errorf("%s does not compile: %w: %w", what, err, errdefs.ErrInvalidArgument)
 		}
 	}
@@ -157,6 +160,31 @@ func (s *SeccompStep) Apply(ctx context.Context, c *Container) (Undo, error) {
 	c.Result.SeccompMode, c.Result.SeccompProfile = string(mode), name
 	logger.WithField("mode", mode).WithField("profile", name).WithField("abis", profile.Architectures).Debug("seccomp profile applied")
 	return nil, nil
+}
+
+// profileCache holds the profiles this shim generated: a shim serves one
+// pod, whose containers mostly repeat the inputs (see seccomp.Cache).
+var profileCache = seccomp.NewCache(64)
+
+// compiled remembers the narrowed profiles that compiled, by content, so a
+// pod's containers pay libseccomp's compile in the shim once (it is paid
+// again in each container's init, where runc compiles for real).
+var compiled sync.Map // [sha256.Size]byte → struct{}
+
+func compileOnce(p *specs.LinuxSeccomp, native specs.Arch) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	key := sha256.Sum256(append(b, native...))
+	if _, ok := compiled.Load(key); ok {
+		return nil
+	}
+	if _, err := seccomp.Compile(p, native); err != nil {
+		return err
+	}
+	compiled.Store(key, struct{}{})
+	return nil
 }
 
 // modeFor is the node's seccomp mode, or the pod's annotation where
