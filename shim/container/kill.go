@@ -9,8 +9,8 @@ import (
 	"syscall"
 
 	"github.com/containerd/log"
+	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/manager"
-	"github.com/opencontainers/runc/libcontainer"
 )
 
 // killAll signals every process in the container's cgroup.
@@ -25,51 +25,50 @@ import (
 //   - any other signal (or SIGKILL without cgroup.kill) is sent with the
 //     cgroup frozen, so that nothing in it can fork or exit between the
 //     listing and the last kill. A frozen process keeps its pid; a zombie
-//     that is still listed is ours to reap, so its pid cannot be reused yet.
+//     that is still listed has not been reaped, so its pid is not reused yet.
+//
+// The freezer is driven through the cgroup manager, not libcontainer's
+// Pause, so that it also works once the init has exited and processes are
+// left behind (a container without its own pid namespace), which is when
+// containerd kills all.
 func (c *Container) killAll(ctx context.Context, sig syscall.Signal) error {
 	c.freezeMu.Lock()
 	defer c.freezeMu.Unlock()
-	st, err := c.lc.Status()
+	m, err := c.cgroupManager()
 	if err != nil {
-		return translate(err)
+		return err
 	}
-	if st == libcontainer.Stopped {
-		if pids, err := c.lc.Processes(); err != nil || len(pids) == 0 {
-			return ErrProcessExited
-		}
+	if !m.Exists() {
+		return ErrProcessExited
 	}
-	paused := st == libcontainer.Paused
+	state, err := m.GetFreezerState()
+	if err != nil {
+		return fmt.Errorf("freezer state: %w", err)
+	}
+	paused := state == cgroups.Frozen
 	if sig == syscall.SIGKILL {
-		done, err := c.cgroupKill()
+		done, err := cgroupKill(m)
 		if err != nil {
 			return err
 		}
 		if done {
 			if paused {
 				// A v1 freezer holds even SIGKILL until thawed.
-				_ = c.lc.Resume()
+				c.thaw(ctx, m)
 			}
 			return nil
 		}
 	}
 	if !paused {
-		if err := c.lc.Pause(); err != nil {
-			// The container stopped between Status and Pause: nothing
-			// runs in it that could fork.
-			if !errors.Is(err, libcontainer.ErrNotRunning) {
-				return fmt.Errorf("freeze before signalling all: %w", translate(err))
-			}
-		} else {
-			defer func() {
-				if err := c.lc.Resume(); err != nil {
-					log.G(ctx).WithError(err).WithField("container_id", c.ID).Warn("thaw after signalling all")
-				}
-			}()
+		if err := m.Freeze(cgroups.Frozen); err != nil {
+			// Signalling unfrozen is still better than not at all.
+			log.G(ctx).WithError(err).WithField("container_id", c.ID).Warn("freeze before signalling all")
 		}
+		defer c.thaw(ctx, m)
 	}
-	pids, err := c.lc.Processes()
+	pids, err := m.GetAllPids()
 	if err != nil {
-		return translate(err)
+		return fmt.Errorf("list processes: %w", err)
 	}
 	if len(pids) == 0 && c.initP.Status() >= Stopped {
 		return ErrProcessExited
@@ -81,23 +80,39 @@ func (c *Container) killAll(ctx context.Context, sig syscall.Signal) error {
 	}
 	if paused && sig == syscall.SIGKILL {
 		// The user's pause would hold the kill forever on cgroup v1.
-		_ = c.lc.Resume()
+		c.thaw(ctx, m)
 	}
 	return nil
 }
 
+func (c *Container) thaw(ctx context.Context, m cgroups.Manager) {
+	if err := m.Freeze(cgroups.Thawed); err != nil {
+		log.G(ctx).WithError(err).WithField("container_id", c.ID).Warn("thaw after signalling all")
+	}
+}
+
+// cgroupManager is the container's cgroup manager, with the paths
+// libcontainer placed it at.
+func (c *Container) cgroupManager() (cgroups.Manager, error) {
+	st, err := c.lc.State()
+	if err != nil {
+		return nil, fmt.Errorf("container %s state: %w", c.ID, translate(err))
+	}
+	m, err := manager.NewWithPaths(c.lc.Config().Cgroups, st.CgroupPaths)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup manager of %s: %w", c.ID, err)
+	}
+	return m, nil
+}
+
 // cgroupKill writes cgroup.kill in the container's cgroup v2 directory;
 // done is false where the kernel or the host has no cgroup.kill.
-func (c *Container) cgroupKill() (done bool, _ error) {
-	m, err := manager.New(c.lc.Config().Cgroups)
-	if err != nil {
-		return false, nil
-	}
+func cgroupKill(m cgroups.Manager) (done bool, _ error) {
 	dir := m.Path("")
 	if dir == "" {
 		return false, nil
 	}
-	err = os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
+	err := os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
 	switch {
 	case err == nil:
 		return true, nil
