@@ -76,13 +76,31 @@ critest-images: $(CRITEST_IMAGES:%=$(CRITEST_IMG_DIR)/%.tar)
 # A recipe change (a file added to an image) rebuilds the images.
 $(CRITEST_IMAGES:%=$(CRITEST_IMG_DIR)/%.tar): mk/critest.mk
 
-# The default test image: a shell and the usual applets, plus the two the
-# specs run that Debian's busybox-static lacks (ipcs, pgrep). The
-# MaskedPaths spec fails under every handler with it: it masks /bin/ls and
-# expects `sh -c ls` to fail, but this busybox's sh runs its applets
-# in-process (FEATURE_SH_STANDALONE) and never executes /bin/ls.
-$(CRITEST_IMG_DIR)/busybox.tar: $(BIN)/hack/mkimage $(CRITEST_DIR)/applets | apt-deps
-	$(BIN)/hack/mkimage -o $@ -ref $(E2E)/busybox:1.29-2 -busybox $(BUSYBOX) -base \
+# The default test image: Debian's dynamically linked busybox (with its
+# libraries) plus the two applets the specs run that it lacks (ipcs,
+# pgrep). Not busybox-static: its sh runs applets in-process
+# (FEATURE_SH_STANDALONE) and never executes /bin/ls, which the MaskedPaths
+# spec masks and expects `sh -c ls` to fail on. Debian's busybox package
+# conflicts with busybox-static, so it is unpacked here, not installed.
+BUSYBOX_DEB_DIR := $(CRITEST_DIR)/busybox-deb
+$(BUSYBOX_DEB_DIR)/bin/busybox: | apt-deps
+	rm -rf $(BUSYBOX_DEB_DIR) && mkdir -p $(BUSYBOX_DEB_DIR)/deb
+	cd $(BUSYBOX_DEB_DIR)/deb && { apt-get download -qq busybox 2>/dev/null || \
+		{ apt-get update -qq && apt-get download -qq busybox; }; }
+	dpkg-deb -x $(BUSYBOX_DEB_DIR)/deb/busybox_*.deb $(BUSYBOX_DEB_DIR)
+	$@ true
+
+# Each shared library at the path ldd resolves it to, and the program
+# interpreter the binary names.
+$(CRITEST_IMG_DIR)/busybox.tar: $(BIN)/hack/mkimage $(CRITEST_DIR)/applets $(BUSYBOX_DEB_DIR)/bin/busybox
+	bb=$(BUSYBOX_DEB_DIR)/bin/busybox; libs=""; \
+	for l in $$(ldd $$bb | awk '$$2 == "=>" && $$3 ~ /^\// {print $$3}'); do \
+		libs="$$libs -add $$(readlink -f $$l):$$l:0755"; \
+	done; \
+	interp=$$(readelf -l $$bb | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p'); \
+	test -n "$$interp"; \
+	$(BIN)/hack/mkimage -o $@ -ref $(E2E)/busybox:1.29-2 -busybox $$bb -base $$libs \
+		-add $$(readlink -f $$interp):$$interp:0755 \
 		-add $(CRITEST_DIR)/applets:/bin/ipcs:0755 -add $(CRITEST_DIR)/applets:/bin/pgrep:0755 -cmd '["sh"]'
 
 # nginx: port 80, /var/run/nginx.pid, "nginx: master process" as PID 1's
