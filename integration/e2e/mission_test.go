@@ -81,6 +81,18 @@ func TestDeleteLeavesNothing(t *testing.T) {
 		if len(procsWithArg(sandbox)) == 0 {
 			t.Fatalf("no shim process with -id %s before the delete", sandbox)
 		}
+		// The pod's user-namespace lease names its sandbox: the check below
+		// looks in the right place.
+		if k.Class == "stockade" && len(stateNaming(k, sandbox, ctrID)) == 0 {
+			t.Fatalf("no shim state names sandbox %s while the pod runs", sandbox)
+		}
+		// Likewise the container's rootfs mount and the pod's cgroups.
+		if len(mountsNaming(sandbox, ctrID)) == 0 {
+			t.Fatalf("no mount names container %s while the pod runs", ctrID)
+		}
+		if len(podCgroups(uid)) == 0 {
+			t.Fatalf("no cgroup for pod %s while it runs", uid)
+		}
 		k.must("delete", "pod", "p", "--timeout="+waitTimeout)
 		k.eventually("shim gone", func() error {
 			if pids := procsWithArg(sandbox); len(pids) > 0 {
@@ -89,48 +101,72 @@ func TestDeleteLeavesNothing(t *testing.T) {
 			return nil
 		})
 		k.eventually("mounts gone", func() error {
-			data, err := os.ReadFile("/proc/self/mountinfo")
-			if err != nil {
-				return err
-			}
-			for _, l := range strings.Split(string(data), "\n") {
-				if strings.Contains(l, sandbox) || strings.Contains(l, ctrID) {
-					return fmt.Errorf("mount left: %s", l)
-				}
+			if m := mountsNaming(sandbox, ctrID); len(m) > 0 {
+				return fmt.Errorf("mounts left: %v", m)
 			}
 			return nil
 		})
 		if k.Class == "stockade" {
-			// ID-range leases and denial registrations live under the
-			// shim's state_dir, named after or naming the sandbox.
 			k.eventually("shim state gone", func() error {
-				state := filepath.Join(k.c.Env.Dir, "stockade", "state")
-				return filepath.WalkDir(state, func(path string, d os.DirEntry, err error) error {
-					if err != nil || d.IsDir() && !strings.Contains(d.Name(), sandbox) {
-						return nil
-					}
-					if strings.Contains(path, sandbox) || strings.Contains(path, ctrID) {
-						return fmt.Errorf("state left: %s", path)
-					}
-					data, _ := os.ReadFile(path)
-					if strings.Contains(string(data), sandbox) {
-						return fmt.Errorf("state naming the sandbox left: %s: %s", path, data)
-					}
-					return nil
-				})
+				if left := stateNaming(k, sandbox, ctrID); len(left) > 0 {
+					return fmt.Errorf("state left: %v", left)
+				}
+				return nil
 			})
 		}
 		k.eventually("pod cgroups gone", func() error {
-			for _, root := range cgroupDirs() {
-				matches, _ := filepath.Glob(filepath.Join(root, "kubepods", "*", "pod"+uid))
-				direct, _ := filepath.Glob(filepath.Join(root, "kubepods", "pod"+uid))
-				if m := append(matches, direct...); len(m) > 0 {
-					return fmt.Errorf("cgroups left: %v", m)
-				}
+			if m := podCgroups(uid); len(m) > 0 {
+				return fmt.Errorf("cgroups left: %v", m)
 			}
 			return nil
 		})
 	})
+}
+
+// stateNaming returns the files under the stockade shim's state_dir (ID-range
+// leases, registrations) whose path names the sandbox or container, or whose
+// content names the sandbox.
+func stateNaming(k *K, sandbox, ctrID string) []string {
+	var out []string
+	state := filepath.Join(k.c.Env.Dir, "stockade", "state")
+	_ = filepath.WalkDir(state, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if strings.Contains(path, sandbox) || strings.Contains(path, ctrID) {
+			out = append(out, path)
+			return nil
+		}
+		if data, err := os.ReadFile(path); err == nil && strings.Contains(string(data), sandbox) {
+			out = append(out, path)
+		}
+		return nil
+	})
+	return out
+}
+
+// mountsNaming returns the host's mount points whose line names the sandbox
+// or the container.
+func mountsNaming(sandbox, ctrID string) []string {
+	var out []string
+	for _, m := range mounts() {
+		if strings.Contains(m.point, sandbox) || strings.Contains(m.point, ctrID) {
+			out = append(out, m.point)
+		}
+	}
+	return out
+}
+
+// podCgroups returns the pod's cgroup directories in every hierarchy.
+func podCgroups(uid string) []string {
+	var out []string
+	for _, root := range cgroupDirs() {
+		m, _ := filepath.Glob(filepath.Join(root, "kubepods", "*", "pod"+uid))
+		out = append(out, m...)
+		m, _ = filepath.Glob(filepath.Join(root, "kubepods", "pod"+uid))
+		out = append(out, m...)
+	}
+	return out
 }
 
 // sandboxID returns the CRI sandbox ID of a pod, read from its first
