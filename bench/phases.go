@@ -161,7 +161,7 @@ func (b *runner) startPhases(ctx context.Context) ([]Metric, error) {
 		return n, args
 	}
 	for _, name := range []string{"native", "all"} {
-		label := map[string]string{"native": "x86_64 only (default)", "all": "x86_64+x86+x32 (before issue 14)"}[name]
+		label := map[string]string{"native": "x86_64 only (default)", "all": "x86_64+x86+x32 (compat ABIs on; the default before issue 14)"}[name]
 		nr, na := rules(profiles[name])
 		rr, ra := rules(profiles["runtimedefault"])
 		metrics = append(metrics, Metric{

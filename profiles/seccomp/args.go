@@ -440,3 +440,151 @@ func cubeSet(idx int, c cube) set {
 	b[idx] = low(c)
 	return set{b}
 }
+
+// pairCover tries to write deny (disjoint from allowed; together they
+// cover every call) as overlapping cubes of two fixed bits, "bit b set and
+// bit c clear", which is how the complement of a few values is smallest:
+// personality's exact partition takes 61 cubes, this cover 32. It applies
+// when both sets constrain one argument with low cubes (deny may also hold
+// the upper-half box, kept as is); the candidates are the pairs of
+// neighbouring bits and of bits two apart, cyclically, that stay clear of
+// allowed. Every cube of deny must be covered, which is checked exactly;
+// otherwise, or when the cover is not smaller, ok is false. The cubes
+// overlap one another, never allowed: only rules of one action may be
+// written from it.
+func pairCover(deny, allowed set) (set, bool) {
+	arg := -1
+	same := func(b box) bool {
+		i, ok := lowArg(b)
+		if ok && (arg < 0 || i == arg) {
+			arg = i
+			return true
+		}
+		return false
+	}
+	for _, b := range allowed {
+		if !same(b) {
+			return nil, false
+		}
+	}
+	var lows []cube
+	var rest set
+	highArg := -1
+	for _, b := range deny {
+		if same(b) {
+			lows = append(lows, b[arg].c)
+			continue
+		}
+		// The upper-half box: one argument, highValue.
+		n := 0
+		for i, a := range b {
+			if a.kind != anyValue {
+				n++
+				if a.kind == highValue {
+					highArg = i
+				}
+			}
+		}
+		if n != 1 || highArg < 0 {
+			return nil, false
+		}
+		rest = append(rest, b)
+	}
+	if arg < 0 || len(lows) == 0 || (highArg >= 0 && highArg != arg) {
+		return nil, false
+	}
+	clear := func(c cube) bool {
+		for _, a := range allowed {
+			if _, ok := c.intersect(a[arg].c); ok {
+				return false
+			}
+		}
+		return true
+	}
+	// Bits two apart first, so that the irredundancy pass below, which
+	// drops from the end, keeps neighbours where both would do.
+	var cand []cube
+	for _, step := range []int{1, 2} {
+		for b := 0; b < 32; b++ {
+			set, clr := uint32(1)<<b, uint32(1)<<((b+step)%32)
+			if c := (cube{set | clr, set}); clear(c) {
+				cand = append(cand, c)
+			}
+		}
+	}
+	keep := slices.Repeat([]bool{true}, len(cand))
+	others := func(skip int) []cube {
+		var out []cube
+		for j, c := range cand {
+			if j != skip && keep[j] {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	for i := len(cand) - 1; i >= 0; i-- {
+		budget := 1 << 14
+		if cubesCover(cand[i], others(i), &budget) {
+			keep[i] = false
+		}
+	}
+	cover := others(-1)
+	for _, d := range lows {
+		budget := 1 << 16
+		if !cubesCover(d, cover, &budget) {
+			return nil, false
+		}
+	}
+	if len(cover)+len(rest) >= len(deny) {
+		return nil, false
+	}
+	out := rest
+	for _, c := range cover {
+		var b box
+		b[arg] = low(c)
+		out = append(out, b)
+	}
+	return out, true
+}
+
+// lowArg returns the argument b constrains, when it constrains exactly one
+// and with a low cube.
+func lowArg(b box) (int, bool) {
+	arg := -1
+	for i, a := range b {
+		switch {
+		case a.kind == anyValue:
+		case a.kind == lowCube && arg < 0:
+			arg = i
+		default:
+			return 0, false
+		}
+	}
+	return arg, arg >= 0
+}
+
+// cubesCover reports whether the union of cs contains c, splitting c on a
+// bit some cube fixes and c leaves free until every piece lies in one cube
+// or meets none. Past the budget it answers false.
+func cubesCover(c cube, cs []cube, budget *int) bool {
+	if *budget--; *budget < 0 {
+		return false
+	}
+	var meeting []cube
+	for _, d := range cs {
+		if _, ok := c.intersect(d); !ok {
+			continue
+		}
+		if d.mask&^c.mask == 0 && c.value&d.mask == d.value {
+			return true // d contains c
+		}
+		meeting = append(meeting, d)
+	}
+	if len(meeting) == 0 {
+		return false
+	}
+	free := meeting[0].mask &^ c.mask
+	bit := uint32(1) << (31 - bits.LeadingZeros32(free))
+	return cubesCover(cube{c.mask | bit, c.value}, meeting, budget) &&
+		cubesCover(cube{c.mask | bit, c.value | bit}, meeting, budget)
+}

@@ -187,3 +187,60 @@ func TestRangeCubes(t *testing.T) {
 		}
 	}
 }
+
+// TestPairCoverPersonality: personality's deny rules are a cover of
+// overlapping two-bit cubes, far fewer than the exact partition, and the
+// profile still allows exactly the baseline's values: checked on every
+// value with one or two bits set, runs of ones, their complements, random
+// values and values with the upper half set, against the set algebra.
+func TestPairCoverPersonality(t *testing.T) {
+	vs, err := decide(capsOf(specWith(defaultCaps)), familyX86, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v verdict
+	for _, x := range vs {
+		if x.name == "personality" {
+			v = x
+		}
+	}
+	deny := append(append(set{}, v.hard...), v.policy...)
+	cover, ok := pairCover(deny, v.allowed)
+	if !ok {
+		t.Fatal("no pair cover for personality")
+	}
+	if exact := len(compact(v.hard)) + len(compact(v.policy)); len(cover) >= exact/2+4 {
+		t.Errorf("cover has %d cubes, exact partition %d", len(cover), exact)
+	}
+	for _, b := range cover {
+		for _, a := range v.allowed {
+			if _, meets := b.intersect(a); meets {
+				t.Fatalf("cover cube %+v meets allowed %+v", b[0], a[0])
+			}
+		}
+	}
+	p := mustGenerate(t, specWith(defaultCaps), Policy{Arch: "amd64"})
+	var vals []uint64
+	for i := 0; i < 32; i++ {
+		for j := 0; j < 32; j++ {
+			vals = append(vals, 1<<i|1<<j, ^uint64(1<<i|1<<j)&0xffffffff)
+		}
+		run := uint64(1)<<(i+1) - 1
+		vals = append(vals, run, run<<(31-i)&0xffffffff, ^run&0xffffffff, 1<<i|8, 1<<i|0x20000)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 20000; i++ {
+		vals = append(vals, uint64(r.Uint32()), uint64(r.Uint32())&uint64(r.Uint32()), r.Uint64())
+	}
+	vals = append(vals, 0, 8, 0x20000, 0x20008, 0xffffffff, 1<<32, 1<<32|8, ^uint64(0))
+	for _, x := range vals {
+		args := [6]uint64{x}
+		// A denied value must hit an explicit EPERM rule, not fall to
+		// the default action's ENOSYS.
+		act, errno := Evaluate(p, "personality", args)
+		denied := act == specs.ActErrno && errno == DenyErrno
+		if (act == specs.ActAllow) != v.allowed.contains(args) || (act != specs.ActAllow && !denied) {
+			t.Fatalf("personality(%#x) = %s/%d, baseline allows: %v", x, act, errno, v.allowed.contains(args))
+		}
+	}
+}

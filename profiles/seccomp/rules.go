@@ -14,7 +14,9 @@ import (
 //  4. clone3 with SCMP_ACT_ERRNO/ENOSYS, in both modes — not a denial;
 //  5. per argument-conditioned syscall, sorted by name: its allow rules,
 //     then its hard deny rules, then its policy deny rules, all with
-//     arguments, pairwise disjoint and together covering every call.
+//     arguments, together covering every call; allow and deny rules are
+//     disjoint, and where pairCover finds a shorter cover the deny rules
+//     are written from it and overlap one another (one action).
 //
 // A syscall is never named by both an unconditional and a conditional rule:
 // libseccomp refuses that combination.
@@ -49,6 +51,17 @@ func emit(vs []verdict, mode Mode) []specs.LinuxSyscall {
 		default:
 			for _, b := range compact(v.allowed) {
 				conditional = append(conditional, specs.LinuxSyscall{Names: []string{v.name}, Action: specs.ActAllow, Args: b.specArgs()})
+			}
+			// Hard and policy denials share one action in either mode,
+			// so their rules may overlap one another (never an allow
+			// rule): where a cover of overlapping cubes is shorter
+			// than the exact partitions, it is written instead.
+			deny := append(append(set{}, v.hard...), v.policy...)
+			if cover, ok := pairCover(deny, v.allowed); ok && len(cover) < len(compact(v.hard))+len(compact(v.policy)) {
+				for _, b := range cover {
+					conditional = append(conditional, policyRule([]string{v.name}, b.specArgs()))
+				}
+				continue
 			}
 			for _, b := range compact(v.hard) {
 				conditional = append(conditional, hardRule([]string{v.name}, b.specArgs()))
