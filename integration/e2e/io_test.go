@@ -73,30 +73,12 @@ func TestExecTTYEarlyInput(t *testing.T) {
 }
 
 func execTTY(t *testing.T, k *K, waitForShell bool) {
-	kubectl := fmt.Sprintf("%s --kubeconfig=%s -n %s exec -it p -- sh -c 'tty; read line; echo got:$line; exit 3'",
-		filepath.Join(k.c.K8sBin, "kubectl"), k.c.Kubeconfig, k.NS)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "script", "-qefc", kubectl, "/dev/null")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out lockedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	tty := regexp.MustCompile(`/dev/pts/\d+`)
+	var wait *regexp.Regexp
 	if waitForShell {
-		for !tty.MatchString(out.String()) && ctx.Err() == nil {
-			time.Sleep(50 * time.Millisecond)
-		}
+		wait = tty
 	}
-	_, _ = io.WriteString(stdin, "typed\r")
-	err = cmd.Wait()
-	stdin.Close()
-	text := strings.ReplaceAll(out.String(), "\r", "")
+	text, err := ttySession(k, "exec -it p -- sh -c 'tty; read line; echo got:$line; exit 3'", wait)
 	if !tty.MatchString(text) {
 		t.Errorf("no terminal in the container: output %q", text)
 	}
@@ -107,6 +89,48 @@ func execTTY(t *testing.T, k *K, waitForShell bool) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
 		t.Errorf("exit: %v, want status 3 (output %q)", err, text)
 	}
+}
+
+// ttySession runs kubectl with args under `script`, which gives it a
+// terminal, types "typed" and Enter (once the output matches wait, if
+// given), and returns the output without carriage returns once kubectl
+// exits, or after 90 s.
+func ttySession(k *K, args string, wait *regexp.Regexp) (string, error) {
+	kubectl := fmt.Sprintf("%s --kubeconfig=%s -n %s %s", filepath.Join(k.c.K8sBin, "kubectl"), k.c.Kubeconfig, k.NS, args)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "script", "-qefc", kubectl, "/dev/null")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return "", err
+	}
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	for wait != nil && !wait.MatchString(out.String()) && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, _ = io.WriteString(stdin, "typed\r")
+	err = cmd.Wait()
+	stdin.Close()
+	return strings.ReplaceAll(out.String(), "\r", ""), err
+}
+
+// kubectl attach -it to a container with a terminal: what is typed reaches
+// its shell, and its answer comes back.
+func TestAttachTTY(t *testing.T) {
+	eachClass(t, func(t *testing.T, k *K) {
+		k.pod("p", "read line; echo got:$line; exit 0", "stdin: true\ntty: true", "restartPolicy: Never")
+		k.waitPhase("p", "Running")
+		// kubectl prints this hint once it is attached.
+		text, err := ttySession(k, "attach -it p -c main", regexp.MustCompile(`see a command prompt`))
+		if !strings.Contains(text, "got:typed") {
+			t.Fatalf("typed line did not arrive: output %q (%v)", text, err)
+		}
+		k.waitPhase("p", "Succeeded")
+	})
 }
 
 // lockedBuffer is a bytes.Buffer a command writes while the test reads it.
