@@ -82,6 +82,8 @@ $(CRITEST_IMAGES:%=$(CRITEST_IMG_DIR)/%.tar): mk/critest.mk
 # (FEATURE_SH_STANDALONE) and never executes /bin/ls, which the MaskedPaths
 # spec masks and expects `sh -c ls` to fail on. Debian's busybox package
 # conflicts with busybox-static, so it is unpacked here, not installed.
+# /bin/ls is a copy, not a symlink: a mask on a symlink lands on its target,
+# busybox itself (upstream's image uses hardlinks).
 BUSYBOX_DEB_DIR := $(CRITEST_DIR)/busybox-deb
 $(BUSYBOX_DEB_DIR)/bin/busybox: | apt-deps
 	rm -rf $(BUSYBOX_DEB_DIR) && mkdir -p $(BUSYBOX_DEB_DIR)/deb
@@ -101,7 +103,8 @@ $(CRITEST_IMG_DIR)/busybox.tar: $(BIN)/hack/mkimage $(CRITEST_DIR)/applets $(BUS
 	test -n "$$interp"; \
 	$(BIN)/hack/mkimage -o $@ -ref $(E2E)/busybox:1.29-2 -busybox $$bb -base $$libs \
 		-add $$(readlink -f $$interp):$$interp:0755 \
-		-add $(CRITEST_DIR)/applets:/bin/ipcs:0755 -add $(CRITEST_DIR)/applets:/bin/pgrep:0755 -cmd '["sh"]'
+		-add $(CRITEST_DIR)/applets:/bin/ipcs:0755 -add $(CRITEST_DIR)/applets:/bin/pgrep:0755 \
+		-add $$bb:/bin/ls:0755 -cmd '["sh"]'
 
 # nginx: port 80, /var/run/nginx.pid, "nginx: master process" as PID 1's
 # cmdline, and a shell (the specs exec sh, cat and sleep in it).
