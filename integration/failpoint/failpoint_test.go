@@ -105,16 +105,24 @@ func life(t *testing.T, env *harness.Env, c client.Container, step string) {
 	for injected("start", tk.Start(ctx)) {
 	}
 	for i := 0; ; i++ {
-		code, err := execOnce(ctx, env, tk, fmt.Sprintf("e%d", i), "exit 3")
+		code, err := execOnce(ctx, t, tk, fmt.Sprintf("e%d", i), "exit 3")
 		if injected("exec", err) {
-			// The failed exec is gone, with its process if it had one:
-			// only the init is left in the container.
-			ps, err := tk.Pids(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(ps) != 1 {
-				t.Errorf("after a failed exec the container has %d processes: %v", len(ps), ps)
+			// The failed exec is gone, with its process if it had one
+			// (killed, so gone once the kernel has reaped it): only the
+			// init is left in the container.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				ps, err := tk.Pids(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(ps) == 1 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("after a failed exec the container has %d processes: %v", len(ps), ps)
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
 			continue
 		}
@@ -145,7 +153,8 @@ func life(t *testing.T, env *harness.Env, c client.Container, step string) {
 
 // execOnce runs sh -c script as exec id and returns its exit code; on error
 // the exec is deleted again.
-func execOnce(ctx context.Context, env *harness.Env, tk client.Task, id, script string) (uint32, error) {
+func execOnce(ctx context.Context, t *testing.T, tk client.Task, id, script string) (uint32, error) {
+	t.Helper()
 	spec := &specs.Process{Args: []string{"sh", "-c", script}, Cwd: "/", Env: []string{"PATH=/bin:/usr/bin"}}
 	p, err := tk.Exec(ctx, id, spec, cio.NullIO)
 	if err != nil {
@@ -156,7 +165,11 @@ func execOnce(ctx context.Context, env *harness.Env, tk client.Task, id, script 
 		err = p.Start(ctx)
 	}
 	if err != nil {
-		_, _ = p.Delete(ctx, client.WithProcessKill)
+		// A failed start leaves a process to delete (and kill, if it
+		// ran); that delete must work.
+		if _, derr := p.Delete(ctx, client.WithProcessKill); derr != nil {
+			t.Errorf("delete exec %s after %v: %v", id, err, derr)
+		}
 		return 0, err
 	}
 	s := <-st
@@ -173,7 +186,7 @@ func execOnce(ctx context.Context, env *harness.Env, tk client.Task, id, script 
 
 func execIn(t *testing.T, env *harness.Env, tk client.Task, id, script string) uint32 {
 	t.Helper()
-	code, err := execOnce(env.Context(), env, tk, id, script)
+	code, err := execOnce(env.Context(), t, tk, id, script)
 	if err != nil {
 		t.Fatalf("exec %s: %v", id, err)
 	}

@@ -2,10 +2,12 @@ package task
 
 import (
 	"context"
+	"fmt"
 	"syscall"
 	"testing"
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	apitask "github.com/containerd/containerd/api/types/task"
 	"google.golang.org/grpc/codes"
 )
 
@@ -53,24 +55,35 @@ func TestEveryFailpointFailsOnceAndIsUndone(t *testing.T) {
 				return err
 			})
 			retry("start", func() error { _, err := api.Start(ctx, &taskAPI.StartRequest{ID: "c"}); return err })
+			// A failed exec is deleted (if it got that far) and a new
+			// one made, as containerd does: an exec that ran before its
+			// start failed cannot be started again.
+			execID, n := "", 0
 			retry("exec", func() error {
-				_, err := api.Exec(ctx, &taskAPI.ExecProcessRequest{ID: "c", ExecID: "e", Spec: execSpec(t)})
-				return err
-			})
-			retry("exec start", func() error {
-				_, err := api.Start(ctx, &taskAPI.StartRequest{ID: "c", ExecID: "e"})
+				n++
+				id := fmt.Sprintf("e%d", n)
+				_, err := api.Exec(ctx, &taskAPI.ExecProcessRequest{ID: "c", ExecID: id, Spec: execSpec(t)})
+				if err == nil {
+					_, err = api.Start(ctx, &taskAPI.StartRequest{ID: "c", ExecID: id})
+					if err != nil {
+						if _, derr := api.Delete(ctx, &taskAPI.DeleteRequest{ID: "c", ExecID: id}); derr != nil {
+							t.Errorf("delete exec %s after a failed start: %v", id, derr)
+						}
+					}
+				}
+				execID = id
 				return err
 			})
 			if _, err := api.Kill(ctx, &taskAPI.KillRequest{ID: "c", Signal: uint32(syscall.SIGKILL)}); err != nil {
 				t.Fatal(err)
 			}
-			for _, id := range []string{"e", ""} {
+			for _, id := range []string{execID, ""} {
 				if _, err := api.Wait(ctx, &taskAPI.WaitRequest{ID: "c", ExecID: id}); err != nil {
 					t.Fatal(err)
 				}
 			}
 			retry("delete exec", func() error {
-				_, err := api.Delete(ctx, &taskAPI.DeleteRequest{ID: "c", ExecID: "e"})
+				_, err := api.Delete(ctx, &taskAPI.DeleteRequest{ID: "c", ExecID: execID})
 				return err
 			})
 			retry("delete", func() error { _, err := api.Delete(ctx, &taskAPI.DeleteRequest{ID: "c"}); return err })
@@ -84,5 +97,34 @@ func TestEveryFailpointFailsOnceAndIsUndone(t *testing.T) {
 				t.Errorf("%d containers left", n)
 			}
 		})
+	}
+}
+
+// An exec whose start fails after its process ran is stopped when Start
+// returns: the caller deletes it next, and containerd's client does not
+// kill a process whose start returned no pid.
+func TestFailedExecStartReturnsOnceTheProcessIsGone(t *testing.T) {
+	t.Setenv(FailpointEnv, "1")
+	h := newHarness(t)
+	api := withFailpoints(context.Background(), h.s)
+	ctx := context.Background()
+	bundle := h.bundleWith(map[string]string{FailpointAnnotation: "exec.process"})
+	if _, err := api.Create(ctx, &taskAPI.CreateTaskRequest{ID: "c", Bundle: bundle}); err != nil {
+		t.Fatal(err)
+	}
+	h.start("c", "")
+	h.exec("c", "e")
+	if _, err := api.Start(ctx, &taskAPI.StartRequest{ID: "c", ExecID: "e"}); code(err) != codes.Unavailable {
+		t.Fatalf("start: %v", err)
+	}
+	st, err := api.State(ctx, &taskAPI.StateRequest{ID: "c", ExecID: "e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != apitask.Status_STOPPED {
+		t.Errorf("exec is %v when its failed start returns", st.Status)
+	}
+	if _, err := api.Delete(ctx, &taskAPI.DeleteRequest{ID: "c", ExecID: "e"}); err != nil {
+		t.Errorf("delete the failed exec: %v", err)
 	}
 }

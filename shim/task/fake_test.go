@@ -212,11 +212,18 @@ func (c *fakeContainer) StartExec(ctx context.Context, pp Process) error {
 	if c.Paused() {
 		return fmt.Errorf("exec %s: container %s is paused: %w", p.id, c.ID(), errdefs.ErrFailedPrecondition)
 	}
-	for _, step := range []string{"exec.stdio", "exec.process"} {
-		if c.cfg.Step != nil {
-			if err := c.cfg.Step(step); err != nil {
-				return err
-			}
+	if c.cfg.Step != nil {
+		if err := c.cfg.Step("exec.stdio"); err != nil {
+			return err
+		}
+		if err := c.cfg.Step("exec.process"); err != nil {
+			// Like shim/container: the process ran and is killed; its
+			// exit is recorded through the barrier, as every exit is.
+			p.mu.Lock()
+			p.status = container.Running
+			p.mu.Unlock()
+			go c.exit(p, 137)
+			return err
 		}
 	}
 	p.mu.Lock()

@@ -305,20 +305,41 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (_ *taskAP
 	if err := s.at(ctx, r.ID, step); err != nil {
 		return nil, err
 	}
+	if err := s.start(ctx, e, p, r); err != nil {
+		if r.ExecID != "" && p.Status() == container.Running {
+			// The exec ran before its start failed (its stdio could not
+			// be finished) and was killed. Its exit is recorded only once
+			// the lifecycle lock is free, so wait for it here: a caller
+			// that deletes the failed exec next must find it stopped
+			// (containerd's client does not kill a process whose start
+			// returned no pid).
+			select {
+			case <-p.Done():
+			case <-ctx.Done():
+			}
+		}
+		return nil, err
+	}
+	return &taskAPI.StartResponse{Pid: uint32(p.Pid())}, nil
+}
+
+// start starts the init or an exec and publishes its start, under the
+// lifecycle lock, so that no exit of it is published first.
+func (s *service) start(ctx context.Context, e *entry, p Process, r *taskAPI.StartRequest) error {
 	s.lifecycleMu.Lock()
 	defer s.lifecycleMu.Unlock()
 	if r.ExecID == "" {
 		if err := e.c.Start(ctx); err != nil {
-			return nil, err
+			return err
 		}
 		s.send(&eventstypes.TaskStart{ContainerID: r.ID, Pid: uint32(p.Pid())})
-	} else {
-		if err := e.c.StartExec(ctx, p); err != nil {
-			return nil, err
-		}
-		s.send(&eventstypes.TaskExecStarted{ContainerID: r.ID, ExecID: r.ExecID, Pid: uint32(p.Pid())})
+		return nil
 	}
-	return &taskAPI.StartResponse{Pid: uint32(p.Pid())}, nil
+	if err := e.c.StartExec(ctx, p); err != nil {
+		return err
+	}
+	s.send(&eventstypes.TaskExecStarted{ContainerID: r.ID, ExecID: r.ExecID, Pid: uint32(p.Pid())})
+	return nil
 }
 
 // processExited publishes exits. The init's exit waits for the container's
