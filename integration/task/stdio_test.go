@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,4 +176,88 @@ func tail(s string, n int) string {
 		return s
 	}
 	return s[len(s)-n:]
+}
+
+// lateStdinIO is a cio.IO whose stdin FIFO the client opens only after the
+// process has started, as CRI does for `kubectl exec -it` (the stream
+// attaches after the exec started): the shim must still be reading it.
+type lateStdinIO struct {
+	cfg  cio.Config
+	out  *os.File
+	done chan struct{}
+}
+
+func newLateStdinIO(t *testing.T, dir, id string, out io.Writer) *lateStdinIO {
+	t.Helper()
+	d, err := os.MkdirTemp(dir, "late-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &lateStdinIO{cfg: cio.Config{
+		Stdin: filepath.Join(d, id+"-stdin"), Stdout: filepath.Join(d, id+"-stdout"),
+		Stderr: filepath.Join(d, id+"-stderr"), Terminal: true,
+	}, done: make(chan struct{})}
+	for _, p := range []string{l.cfg.Stdin, l.cfg.Stdout, l.cfg.Stderr} {
+		if err := syscall.Mkfifo(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// O_RDWR: opening does not wait for the shim's writer.
+	if l.out, err = os.OpenFile(l.cfg.Stdout, os.O_RDWR, 0); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = io.Copy(out, l.out); close(l.done) }()
+	return l
+}
+
+func (l *lateStdinIO) Config() cio.Config { return l.cfg }
+func (l *lateStdinIO) Cancel()            {}
+func (l *lateStdinIO) Wait()              {}
+func (l *lateStdinIO) Close() error       { return l.out.Close() }
+
+func TestTerminalExecStdinOpenedAfterStart(t *testing.T) {
+	env := harness.Get(t)
+	ctx := env.Context()
+	c, task := startLong(t, env)
+	defer cleanupContainer(env, c)
+	spec, err := task.Spec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pspec := *spec.Process
+	pspec.Terminal = true
+	pspec.Args = []string{"sh", "-c", "read line; echo got:$line; exit 3"}
+	var out safeBuffer
+	lio := newLateStdinIO(t, env.FIFODir(), "late", &out)
+	p, err := task.Exec(ctx, "late-stdin", &pspec, func(string) (cio.IO, error) { return lio, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	statusC, err := p.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Only now does the client open stdin and type.
+	w, err := os.OpenFile(lio.cfg.Stdin, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatalf("open stdin: %v", err)
+	}
+	defer w.Close()
+	if _, err := w.WriteString("typed\r"); err != nil {
+		t.Fatalf("type into the terminal: %v", err)
+	}
+	select {
+	case st := <-statusC:
+		if st.ExitCode() != 3 || !strings.Contains(out.String(), "got:typed") {
+			t.Errorf("exit %d, output %q; want 3 and got:typed", st.ExitCode(), out.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("typed input never reached the terminal; output %q", out.String())
+	}
+	if _, err := p.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -280,6 +280,12 @@ func (p *processIO) afterStart(ctx context.Context) error {
 // process's stdin, and CloseIO (closeStdin) only drops that hold, so the copy
 // still drains what the FIFO buffers before the process sees EOF.
 func (p *processIO) copyStdin(ctx context.Context, dst io.Writer) error {
+	// The FIFOs open in the background (each end waits for the other), and
+	// the fifo package closes one whose open has not finished when its
+	// context ends. The request's context ends when the shim answers it,
+	// which for a terminal (set up after Start) is at once: the stdin of a
+	// `kubectl exec -it` would be closed before it ever opened.
+	ctx = context.WithoutCancel(ctx)
 	in, err := fifo.OpenFifo(ctx, p.stdio.Stdin, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return fmt.Errorf("open stdin %s: %w", p.stdio.Stdin, err)
