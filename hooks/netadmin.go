@@ -17,8 +17,9 @@ import (
 // creates a pod's network namespace (and runs CNI in it) before the sandbox
 // exists, in the host's user namespace, unless the pod itself asked for a
 // user namespace (hostUsers: false). A pod stockade remaps then gets EPERM
-// from every `ip link add`; it is refused at creation instead, with the two
-// ways out. Other capabilities checked against the network namespace's owner
+// from every `ip link add`; it is refused at creation instead, with the ways
+// out. Exempting the pod is not one: the sandbox was remapped before any of
+// its containers (and their capabilities) were known. Other capabilities checked against the network namespace's owner
 // (CAP_NET_RAW for raw sockets) are in containerd's default set and are
 // documented rather than refused.
 func checkNetAdmin(c *Container, sandboxPid int) error {
@@ -41,9 +42,9 @@ func checkNetAdmin(c *Container, sandboxPid int) error {
 	}
 	return fmt.Errorf("container %s of pod %s adds CAP_NET_ADMIN, which cannot work there: containerd created the pod's "+
 		"network namespace outside the user namespace stockade gives the pod; set hostUsers: false on the pod "+
-		"(containerd then creates the network namespace inside the pod's user namespace), or list namespace %q "+
-		"in userns.exempt_namespaces of the node config to run the pod unremapped: %w",
-		c.Pod.Container, podRef(c), c.Pod.Namespace, errdefs.ErrFailedPrecondition)
+		"(containerd then creates the network namespace inside the pod's user namespace), or run the pod with a "+
+		"runtime handler whose node config has userns.enabled = false: %w",
+		c.Pod.Container, podRef(c), errdefs.ErrFailedPrecondition)
 }
 
 // ownedBy reports whether the namespace at nsPath is owned by the user

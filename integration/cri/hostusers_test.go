@@ -74,7 +74,7 @@ func TestNetAdminInRemappedPodRefused(t *testing.T) {
 	if err == nil {
 		t.Fatal("a NET_ADMIN container started in a remapped pod, where the capability cannot work")
 	}
-	for _, want := range []string{"CAP_NET_ADMIN", "hostUsers: false", "userns.exempt_namespaces"} {
+	for _, want := range []string{"CAP_NET_ADMIN", "hostUsers: false", "userns.enabled = false"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
