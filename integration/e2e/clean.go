@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,7 +35,129 @@ const (
 	// sysctlFile holds the values of the sysctls the kubelet changes, read
 	// before it first started.
 	sysctlFile = "sysctls"
+	// createdFile lists host directories that did not exist before the
+	// kubelet created them (it hard-codes a few paths outside --root-dir).
+	createdFile = "created"
 )
+
+// kubeletHostDirs are the paths outside its --root-dir the kubelet creates:
+// the device-plugin socket directory (pluginapi.DevicePluginPath) and the
+// container log links.
+var kubeletHostDirs = []string{"/var/lib/kubelet", "/var/log/containers"}
+
+// recordMissingDirs notes which of kubeletHostDirs do not exist yet, so
+// that cleanup removes only what the run created. An existing record is
+// kept: it is the one from before the first kubelet.
+func recordMissingDirs(dir string) error {
+	path := filepath.Join(dir, createdFile)
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	var missing []string
+	for _, d := range kubeletHostDirs {
+		if _, err := os.Stat(d); errors.Is(err, os.ErrNotExist) {
+			missing = append(missing, d)
+		}
+	}
+	return writeFileSync(path, strings.Join(missing, "\n"))
+}
+
+// denialSocketDir is where stockade shims listen for their denial stream;
+// the sockets have random names, so one left by a killed shim can only be
+// told by its age and by nobody answering on it.
+const denialSocketDir = "/run/stockade/denials"
+
+// deadDenialSockets removes the denial sockets created since the run began
+// (the harness-dir file's time) on which nothing listens any more: those of
+// the run's shims that were killed. A live socket is never touched.
+func deadDenialSockets(dir string) error {
+	st, err := os.Stat(filepath.Join(dir, harnessDirFile))
+	if err != nil {
+		return nil
+	}
+	entries, _ := os.ReadDir(denialSocketDir)
+	var errs []error
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || info.Mode()&os.ModeSocket == 0 || info.ModTime().Before(st.ModTime()) {
+			continue
+		}
+		path := filepath.Join(denialSocketDir, e.Name())
+		conn, err := net.Dial("unix", path)
+		if err == nil {
+			conn.Close()
+			continue
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeCreatedDirs removes the directories the run created. The kubelet
+// puts only its device-plugin socket under /var/lib/kubelet when its root
+// is elsewhere; the log directory must be empty once its links are gone.
+func removeCreatedDirs(dir string) error {
+	var errs []error
+	for _, d := range strings.Fields(readState(dir, createdFile)) {
+		var err error
+		if d == "/var/lib/kubelet" {
+			err = os.RemoveAll(d)
+		} else if err = os.Remove(d); errors.Is(err, os.ErrNotExist) {
+			err = nil
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove %s, created by the kubelet: %w", d, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// containerdLeftovers removes what a killed private containerd and its
+// killed shims leave outside the harness directory, for every sandbox and
+// container the directory still knows: CNI's cached results (libcni keeps
+// them host-wide, the loopback network's too), the shims' sockets under
+// /run/containerd/s, and the stockade shim's per-container run directory.
+// A clean teardown leaves none of these; a SIGKILL leaves them all.
+func containerdLeftovers(harnessDir string) error {
+	if harnessDir == "" {
+		return nil
+	}
+	ids := map[string]bool{}
+	for _, d := range []string{
+		filepath.Join(harnessDir, "root", "io.containerd.grpc.v1.cri", "sandboxes"),
+		filepath.Join(harnessDir, "root", "io.containerd.grpc.v1.cri", "containers"),
+		filepath.Join(harnessDir, "state", "io.containerd.runtime.v2.task", "k8s.io"),
+	} {
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			ids[e.Name()] = true
+		}
+	}
+	var errs []error
+	address := filepath.Join(harnessDir, "containerd.sock")
+	for id := range ids {
+		cached, _ := filepath.Glob(filepath.Join("/var/lib/cni/results", "*-"+id+"-*"))
+		// containerd's shim package names a shim's socket after the
+		// sha256 of its containerd address, namespace and ID.
+		sum := sha256.Sum256([]byte(filepath.Join(address, "k8s.io", id)))
+		cached = append(cached, filepath.Join("/run/containerd/s", hex.EncodeToString(sum[:])))
+		for _, f := range cached {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+		run := filepath.Join("/run/stockade/k8s.io", id)
+		errs = append(errs, unmountUnder(run))
+		if err := os.RemoveAll(run); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // kubeletSysctls are the sysctls the kubelet sets at start when
 // protectKernelDefaults is false (pkg/kubelet/cm setupKernelTunables).
@@ -146,6 +271,8 @@ func cleanHost(dir string) error {
 	for _, r := range roots {
 		errs = append(errs, unmountUnder(r))
 	}
+	errs = append(errs, containerdLeftovers(harnessDir))
+	errs = append(errs, deadDenialSockets(dir))
 	if br := readState(dir, bridgeFile); br != "" {
 		errs = append(errs, deleteLink(br))
 	}
@@ -157,6 +284,7 @@ func cleanHost(dir string) error {
 	}
 	errs = append(errs, removeCgroups())
 	errs = append(errs, removeLogLinks(roots))
+	errs = append(errs, removeCreatedDirs(dir))
 	errs = append(errs, restoreSysctls(dir))
 	if err := errors.Join(errs...); err != nil {
 		// Keep dir (and the state files in it) so that the next run

@@ -124,6 +124,9 @@ func Start(ctx context.Context, o Options) (_ *Cluster, retErr error) {
 	if err := saveSysctls(o.Dir); err != nil {
 		return nil, err
 	}
+	if err := recordMissingDirs(o.Dir); err != nil {
+		return nil, err
+	}
 	p, err := newPKI(filepath.Join(o.Dir, "pki"))
 	if err != nil {
 		return nil, err
@@ -437,7 +440,7 @@ func (c *Cluster) install(ctx context.Context, repoDir string) error {
 // kubectl runs kubectl against the cluster and returns its stdout; the error
 // carries stderr.
 func (c *Cluster) kubectl(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(c.K8sBin, "kubectl"), append([]string{"--kubeconfig=" + c.Kubeconfig}, args...)...)
+	cmd := exec.CommandContext(ctx, filepath.Join(c.K8sBin, "kubectl"), append(c.KubectlFlags(), args...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -445,6 +448,13 @@ func (c *Cluster) kubectl(ctx context.Context, args ...string) (string, error) {
 		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return string(out), nil
+}
+
+// KubectlFlags are the flags every kubectl needs for this cluster: its
+// kubeconfig, and a discovery cache in the cluster's directory instead of
+// ~/.kube/cache.
+func (c *Cluster) KubectlFlags() []string {
+	return []string{"--kubeconfig=" + c.Kubeconfig, "--cache-dir=" + filepath.Join(c.Dir, "kubectl-cache")}
 }
 
 // start runs one component with its output in logs/<name>.log. Like the

@@ -107,7 +107,7 @@ func (k *K) must(args ...string) string {
 // streams.
 func (k *K) cmd(ctx context.Context, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, filepath.Join(k.c.K8sBin, "kubectl"),
-		append([]string{"--kubeconfig=" + k.c.Kubeconfig, "-n", k.NS}, args...)...)
+		append(append(k.c.KubectlFlags(), "-n", k.NS), args...)...)
 }
 
 // apply creates the objects of a manifest after expanding NAME-free

@@ -96,7 +96,7 @@ func execTTY(t *testing.T, k *K, waitForShell bool) {
 // given), and returns the output without carriage returns once kubectl
 // exits, or after 90 s.
 func ttySession(k *K, args string, wait *regexp.Regexp) (string, error) {
-	kubectl := fmt.Sprintf("%s --kubeconfig=%s -n %s %s", filepath.Join(k.c.K8sBin, "kubectl"), k.c.Kubeconfig, k.NS, args)
+	kubectl := fmt.Sprintf("%s %s -n %s %s", filepath.Join(k.c.K8sBin, "kubectl"), strings.Join(k.c.KubectlFlags(), " "), k.NS, args)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "script", "-qefc", kubectl, "/dev/null")
