@@ -68,8 +68,14 @@ func exemptHostNamespacePods(t *testing.T, env *harness.Env) {
 // listed snapshot pid by pid (lowest first) spends its time on the sleepers
 // while the forkers, listed last, fork processes no one signals.
 // cgroup.kill (or signalling with the cgroup frozen) leaves none.
+//
+// Stockade only: containerd-shim-runc-v2 + runc 1.5.2 lose exactly this race
+// in the host pid namespace on this cgroup v1 host (a forker escapes the
+// kill and the container never exits), so under runc the test would hang
+// rather than fail.
 func TestKillAllLeavesNoProcessForkedDuringTheKill(t *testing.T) {
 	env := harness.Get(t)
+	env.RequireStockade(t)
 	exemptHostNamespacePods(t, env)
 	// The race is a window of a few milliseconds per kill: on this 2-core
 	// VM one round catches a pid-by-pid kill about a third of the time, so
