@@ -3,7 +3,8 @@
 #   make            build the shim and the CLI into bin/
 #   make deps       Debian packages, pinned containerd and runc (instant when present)
 #   make images     local OCI image tarballs in bin/images/ (no registry)
-#   make test       verify, unit tests, fuzz smoke, root integration tests against a private containerd
+#   make test       every tier: verify, unit, fuzz smoke, integration (private containerd),
+#                   critest (CRI validation suite, both handlers), e2e (a real Kubernetes)
 #   make verify     gofmt, go vet, staticcheck (pinned, from the Go module proxy)
 #   make unit       unit tests only (root-only cases skip without root)
 #   make integration  root integration tests only
@@ -123,6 +124,8 @@ test: deps build images
 	$(MAKE) --no-print-directory unit-test || rc=1; \
 	$(MAKE) --no-print-directory fuzz-smoke || rc=1; \
 	$(MAKE) --no-print-directory integration-test || rc=1; \
+	$(MAKE) --no-print-directory critest || rc=1; \
+	$(MAKE) --no-print-directory e2e || rc=1; \
 	exit $$rc
 
 unit: unit-test
@@ -133,10 +136,11 @@ unit-test:
 	$(GO) test -tags $(TAGS) $$($(GO) list -e -tags $(TAGS) ./... | grep -v '/integration/')
 
 # Each integration package starts its own containerd; -p 1 keeps two from
-# competing for the 2 cores and for cgroups.
+# competing for the 2 cores and for cgroups. integration/e2e runs in make e2e,
+# which starts the cluster it needs.
 integration-test:
 	@rc=0; \
-	$(GO) test -tags $(TAGS) -p 1 -count=1 -timeout 40m ./integration/... || rc=1; \
+	$(GO) test -tags $(TAGS) -p 1 -count=1 -timeout 40m $$($(GO) list ./integration/... | grep -v /integration/e2e) || rc=1; \
 	echo "--- the Task API and CRI contract suites again, with containerd-shim-runc-v2 + runc"; \
 	STOCKADE_TEST_RUNTIME=runc STOCKADE_STRESS_COUNT=200 \
 		$(GO) test -tags $(TAGS) -p 1 -count=1 -timeout 20m ./integration/task/ ./integration/cri/ || rc=1; \
