@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stockade-dev/stockade/integration/harness"
 )
 
 // The host state one cluster leaves and the next run must find even when the
@@ -151,7 +152,7 @@ func containerdLeftovers(harnessDir string) error {
 			}
 		}
 		run := filepath.Join("/run/stockade/k8s.io", id)
-		errs = append(errs, unmountUnder(run))
+		errs = append(errs, harness.UnmountUnder(run))
 		if err := os.RemoveAll(run); err != nil {
 			errs = append(errs, err)
 		}
@@ -269,12 +270,12 @@ func cleanHost(dir string) error {
 		time.Sleep(300 * time.Millisecond)
 	}
 	for _, r := range roots {
-		errs = append(errs, unmountUnder(r))
+		errs = append(errs, harness.UnmountUnder(r))
 	}
 	errs = append(errs, containerdLeftovers(harnessDir))
 	errs = append(errs, deadDenialSockets(dir))
 	if br := readState(dir, bridgeFile); br != "" {
-		errs = append(errs, deleteLink(br))
+		errs = append(errs, harness.DeleteLink(br))
 	}
 	if nw := readState(dir, networkFile); nw != "" {
 		stale, _ := filepath.Glob(filepath.Join("/var/lib/cni/results", nw+"-*"))
@@ -461,54 +462,7 @@ func mounts() []mount {
 		if len(fields) < 5 || sep < 0 || sep+1 >= len(fields) {
 			continue
 		}
-		out = append(out, mount{point: unescapeMountPath(fields[4]), fstype: fields[sep+1]})
+		out = append(out, mount{point: harness.UnescapeMountPath(fields[4]), fstype: fields[sep+1]})
 	}
 	return out
-}
-
-// unmountUnder lazily unmounts every mount point under dir, deepest first.
-func unmountUnder(dir string) error {
-	var points []string
-	for _, m := range mounts() {
-		if strings.HasPrefix(m.point, dir+"/") {
-			points = append(points, m.point)
-		}
-	}
-	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
-	var errs []error
-	for _, mp := range points {
-		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("unmount %s: %w", mp, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func deleteLink(name string) error {
-	if _, err := os.Stat(filepath.Join("/sys/class/net", name)); err != nil {
-		return nil
-	}
-	if out, err := exec.Command("ip", "link", "del", name).CombinedOutput(); err != nil {
-		return fmt.Errorf("ip link del %s: %v: %s", name, err, strings.TrimSpace(string(out)))
-	}
-	return nil
 }

@@ -230,8 +230,8 @@ func TestUnescapeMountPath(t *testing.T) {
 		`/tmp/x\134y`:     `/tmp/x\y`,
 		`/tmp/trailing\0`: `/tmp/trailing\0`,
 	} {
-		if got := unescapeMountPath(in); got != want {
-			t.Errorf("unescapeMountPath(%q) = %q, want %q", in, got, want)
+		if got := UnescapeMountPath(in); got != want {
+			t.Errorf("UnescapeMountPath(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -55,8 +55,8 @@ func (e *Env) Close() error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	errs = append(errs, unmountUnder(e.Dir))
-	errs = append(errs, deleteLink(d.layout.Bridge))
+	errs = append(errs, UnmountUnder(e.Dir))
+	errs = append(errs, DeleteLink(d.layout.Bridge))
 	// libcni caches results host-wide, named after the network.
 	stale, _ := filepath.Glob(filepath.Join("/var/lib/cni/results", d.layout.Network+"-*"))
 	for _, f := range stale {
@@ -188,8 +188,8 @@ func killStrays(addr, dir string) int {
 	return n
 }
 
-// unmountUnder lazily unmounts every mount point under dir, deepest first.
-func unmountUnder(dir string) error {
+// UnmountUnder lazily unmounts every mount point under dir, deepest first.
+func UnmountUnder(dir string) error {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return err
@@ -203,7 +203,7 @@ func unmountUnder(dir string) error {
 		if len(fields) < 5 {
 			continue
 		}
-		mp := unescapeMountPath(fields[4])
+		mp := UnescapeMountPath(fields[4])
 		if strings.HasPrefix(mp, dir+"/") {
 			points = append(points, mp)
 		}
@@ -221,8 +221,8 @@ func unmountUnder(dir string) error {
 	return errors.Join(errs...)
 }
 
-// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountPath(s string) string {
+// UnescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
+func UnescapeMountPath(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}
@@ -240,8 +240,9 @@ func unescapeMountPath(s string) string {
 	return b.String()
 }
 
-// deleteLink removes the CNI bridge; CNI DEL leaves the bridge itself.
-func deleteLink(name string) error {
+// DeleteLink removes a network link such as the CNI bridge (CNI DEL leaves
+// the bridge itself); a link that does not exist is no error.
+func DeleteLink(name string) error {
 	if _, err := os.Stat(filepath.Join("/sys/class/net", name)); err != nil {
 		return nil
 	}
