@@ -1,13 +1,8 @@
 package failpoint
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,7 +46,7 @@ func TestFailureAtEveryStepIsUndone(t *testing.T) {
 			}))
 			life(t, env, c, step)
 			env.RemoveContainer(c)
-			assertNoLeaks(t, env, id)
+			env.AssertNoLeaks(t, id)
 			// The pod's shim still serves its other container.
 			if code := execIn(t, env, siblingTask, "sibling-"+id, "exit 7"); code != 7 {
 				t.Errorf("exec in the sibling after %s: exit %d, want 7", step, code)
@@ -96,7 +91,7 @@ func life(t *testing.T, env *harness.Env, c client.Container, step string) {
 			break
 		}
 		// A Create that failed leaves nothing of the container.
-		assertNoLeaks(t, env, c.ID())
+		env.AssertNoLeaks(t, c.ID())
 	}
 	exitC, err := tk.Wait(ctx)
 	if err != nil {
@@ -191,70 +186,4 @@ func execIn(t *testing.T, env *harness.Env, tk client.Task, id, script string) u
 		t.Fatalf("exec %s: %v", id, err)
 	}
 	return code
-}
-
-// assertNoLeaks checks that nothing of container id is left on the host:
-// no mount, cgroup, libcontainer state, process, or user-namespace ID range
-// lease. Teardown is asynchronous in places (containerd removes the shim's
-// view after the reply), so it polls for a while before failing.
-func assertNoLeaks(t *testing.T, env *harness.Env, id string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		leaks := findLeaks(env, id)
-		if len(leaks) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("container %s left behind: %s", id, strings.Join(leaks, "; "))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func findLeaks(env *harness.Env, id string) []string {
-	var leaks []string
-	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
-		sc := bufio.NewScanner(bytes.NewReader(mi))
-		for sc.Scan() {
-			if f := strings.Fields(sc.Text()); len(f) > 4 && strings.Contains(f[4], "/"+id+"/") {
-				leaks = append(leaks, "mount "+f[4])
-			}
-		}
-	}
-	cgs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", harness.Namespace, id))
-	if one, err := os.Stat(filepath.Join("/sys/fs/cgroup", harness.Namespace, id)); err == nil && one.IsDir() {
-		cgs = append(cgs, filepath.Join("/sys/fs/cgroup", harness.Namespace, id))
-	}
-	for _, d := range cgs {
-		leaks = append(leaks, "cgroup "+d)
-	}
-	if _, err := os.Stat(filepath.Join(task.StateRoot(harness.Namespace), id)); err == nil {
-		leaks = append(leaks, "libcontainer state "+filepath.Join(task.StateRoot(harness.Namespace), id))
-	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/cgroup")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err == nil && bytes.Contains(b, []byte("/"+harness.Namespace+"/"+id+"\n")) {
-			leaks = append(leaks, "process "+filepath.Base(filepath.Dir(p)))
-		}
-	}
-	// Each container outside a Kubernetes pod is its own pod and leases a
-	// user-namespace ID range keyed by its ID.
-	_ = filepath.WalkDir(filepath.Join(env.Dir, "stockade"), func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if d.IsDir() || filepath.Base(filepath.Dir(path)) != "leases" {
-			return nil
-		}
-		if b, err := os.ReadFile(path); err == nil && (strings.Contains(path, id) || bytes.Contains(b, []byte(id))) {
-			leaks = append(leaks, "userns lease "+path)
-		}
-		return nil
-	})
-	return leaks
 }

@@ -39,7 +39,7 @@ func expectCreateError(t *testing.T, env *harness.Env, id string, c client.Conta
 	if !strings.Contains(err.Error(), mentions) {
 		t.Errorf("error %q does not mention %q", err, mentions)
 	}
-	assertNoLeaks(t, env, id)
+	env.AssertNoLeaks(t, id)
 }
 
 func TestBadInputSpecWithoutProcess(t *testing.T) {

@@ -1,13 +1,8 @@
 package task
 
 import (
-	"bufio"
-	"bytes"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/oci"
@@ -46,57 +41,6 @@ func startLong(t testing.TB, env *harness.Env, opts ...oci.SpecOpts) (client.Con
 	t.Helper()
 	c := newContainer(t, env, newID(t), []string{"sleep", "3600"}, opts...)
 	return c, env.Start(t, c)
-}
-
-// assertNoLeaks checks that nothing of container id is left on the host:
-// no mount, no cgroup, no runtime state directory, no process.
-func assertNoLeaks(t testing.TB, env *harness.Env, id string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		leaks := findLeaks(env, id)
-		if len(leaks) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("container %s left behind: %s", id, strings.Join(leaks, "; "))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func findLeaks(env *harness.Env, id string) []string {
-	var leaks []string
-	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
-		sc := bufio.NewScanner(bytes.NewReader(mi))
-		for sc.Scan() {
-			if f := strings.Fields(sc.Text()); len(f) > 4 && strings.Contains(f[4], "/"+id+"/") {
-				leaks = append(leaks, "mount "+f[4])
-			}
-		}
-	}
-	cg, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", harness.Namespace, id))
-	if u, err := os.Stat(filepath.Join("/sys/fs/cgroup/unified", harness.Namespace, id)); err == nil && u.IsDir() {
-		cg = append(cg, "unified")
-	}
-	for _, d := range cg {
-		leaks = append(leaks, "cgroup "+d)
-	}
-	state := filepath.Join("/run/stockade", harness.Namespace, id)
-	if env.Handler == harness.HandlerRunc {
-		state = filepath.Join(env.RuncRoot(), harness.Namespace, id)
-	}
-	if _, err := os.Stat(state); err == nil {
-		leaks = append(leaks, "state "+state)
-	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/cgroup")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err == nil && bytes.Contains(b, []byte("/"+harness.Namespace+"/"+id+"\n")) {
-			leaks = append(leaks, "process "+filepath.Base(filepath.Dir(p)))
-		}
-	}
-	return leaks
 }
 
 // stockadeOnly skips tests of promises stockade makes beyond containerd's

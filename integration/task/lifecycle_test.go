@@ -31,7 +31,7 @@ func TestRunToExitCode(t *testing.T) {
 		t.Errorf("stdout = %q, want it to contain %q", out, "hello from sh")
 	}
 	cleanupContainer(env, c)
-	assertNoLeaks(t, env, id)
+	env.AssertNoLeaks(t, id)
 }
 
 func TestStderrAndStdin(t *testing.T) {
