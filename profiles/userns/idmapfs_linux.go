@@ -23,12 +23,12 @@ var idmapFilesystems = map[int64]struct {
 	name         string
 	major, minor int
 }{
-	unix.EXT4_SUPER_MAGIC:      {"ext4", 5, 12}, // also ext2/ext3 through the ext4 driver
-	unix.XFS_SUPER_MAGIC:       {"xfs", 5, 12},
-	unix.MSDOS_SUPER_MAGIC:     {"fat", 5, 12},
-	unix.BTRFS_SUPER_MAGIC:     {"btrfs", 5, 15},
-	unix.F2FS_SUPER_MAGIC:      {"f2fs", 5, 18},
-	unix.TMPFS_MAGIC:           {"tmpfs", 6, 3},
+	unix.EXT4_SUPER_MAGIC:  {"ext4", 5, 12}, // also ext2/ext3 through the ext4 driver
+	unix.XFS_SUPER_MAGIC:   {"xfs", 5, 12},
+	unix.MSDOS_SUPER_MAGIC: {"fat", 5, 12},
+	unix.BTRFS_SUPER_MAGIC: {"btrfs", 5, 15},
+	unix.F2FS_SUPER_MAGIC:  {"f2fs", 5, 18},
+	unix.TMPFS_MAGIC:       {"tmpfs", 6, 3},
 }
 
 // IDMapSupported reports whether the filesystem holding path can be
