@@ -219,8 +219,6 @@ func RunSeccompLoadChild() (bool, error) {
 	return true, err
 }
 
-var errNoSeccomp = errors.New("built without libseccomp (needs cgo and -tags seccomp)")
-
 // compatStartLatency compares container start with the generated filter
 // over x86_64 only (the default) and over x86_64+x86+x32 (stockade before
 // issue 14), with runc with and without containerd's RuntimeDefault as

@@ -230,7 +230,8 @@ func TestPairCoverPersonality(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < 20000; i++ {
-		vals = append(vals, uint64(r.Uint32()), uint64(r.Uint32())&uint64(r.Uint32()), r.Uint64())
+		a, b := r.Uint32(), r.Uint32()
+		vals = append(vals, uint64(r.Uint32()), uint64(a&b), r.Uint64())
 	}
 	vals = append(vals, 0, 8, 0x20000, 0x20008, 0xffffffff, 1<<32, 1<<32|8, ^uint64(0))
 	for _, x := range vals {
