@@ -102,10 +102,12 @@ endef
 $(foreach t,$(C_TOOLS),$(eval $(call c_tool,$(t))))
 
 # probe (raw syscalls busybox has no applet for) rides along in busybox so
-# integration tests can check what a profile allows from a shell.
-$(BIN)/images/busybox.tar: $(BIN)/hack/mkimage $(BIN)/hack/probe | apt-deps
+# integration tests can check what a profile allows from a shell; a set-user-ID
+# copy lets them check that remapped snapshots keep the bit.
+$(BIN)/images/busybox.tar: $(BIN)/hack/mkimage $(BIN)/hack/probe Makefile | apt-deps
 	$(BIN)/hack/mkimage -o $@ -ref $(IMAGE_PREFIX)/busybox:latest \
-		-busybox $(BUSYBOX) -base -add $(BIN)/hack/probe:/bin/probe:0755 -cmd '["sh"]'
+		-busybox $(BUSYBOX) -base -add $(BIN)/hack/probe:/bin/probe:0755 \
+		-add $(BIN)/hack/probe:/bin/probe-setuid:04755 -cmd '["sh"]'
 
 $(BIN)/images/pause.tar: $(BIN)/hack/mkimage $(BIN)/hack/pause
 	$(BIN)/hack/mkimage -o $@ -ref $(IMAGE_PREFIX)/pause:latest \

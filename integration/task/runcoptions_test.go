@@ -20,6 +20,8 @@ import (
 // its runtime type, when a caller asks for a user-namespaced container's I/O
 // owner (WithUIDOwner/WithGIDOwner), a shim cgroup or the like. These tests
 // are written from that contract: the way ctr, nerdctl and BuildKit use it.
+// The remapped snapshot is containerd's work, not the shim's; the tests show
+// that the shim runs on it as the runc shim does.
 
 // userNSContainer creates a busybox container in its own user namespace with
 // the given mappings over a remapped snapshot, as containerd's clients do.
@@ -86,7 +88,9 @@ func TestUserNamespacedContainer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := harness.Get(t)
-			script := "cat /proc/self/uid_map; " +
+			// The remapped snapshot keeps set-user-ID bits (a chown would
+			// clear them unless the snapshotter restores them).
+			script := "cat /proc/self/uid_map; stat -c 'mode=%a' /bin/probe-setuid; " +
 				"if touch /probe-rw 2>/dev/null; then echo rootfs=rw; else echo rootfs=ro; fi"
 			c := userNSContainer(t, env, tc.readonly, tc.maps, tc.maps, "sh", "-c", script)
 			code, out := runWithOwner(t, env, c, host, host)
@@ -98,6 +102,9 @@ func TestUserNamespacedContainer(t *testing.T) {
 				if !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
 					t.Errorf("uid_map lacks %q: %s", want, out)
 				}
+			}
+			if !strings.Contains(out, "mode=4755") {
+				t.Errorf("set-user-ID bit lost in the remapped snapshot: %s", out)
 			}
 			if want := map[bool]string{true: "rootfs=ro", false: "rootfs=rw"}[tc.readonly]; !strings.Contains(out, want) {
 				t.Errorf("want %s: %s", want, out)
