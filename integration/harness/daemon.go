@@ -178,8 +178,11 @@ func (d *daemon) start() error {
 		}
 		started <- nil
 		d.waitErr = cmd.Wait()
+		// Read before close: once exited is closed, a restart resets
+		// stopping for the next daemon.
+		unexpected := !d.stopping.Load()
 		close(d.exited)
-		if !d.stopping.Load() {
+		if unexpected {
 			d.logf("containerd exited unexpectedly: %v", d.waitErr)
 		}
 	}()
