@@ -292,8 +292,9 @@ func (n *installerNode) restore() {
 		t.Errorf("cleanup: restart containerd with the harness's config: %v", err)
 		return
 	}
-	if handlers := n.handlers(t); !slices.Contains(handlers, "stockade") {
-		t.Errorf("cleanup: containerd has no stockade handler after the restore: %v", handlers)
+	// No Fatal here: the node label below must be restored whatever this says.
+	if handlers, err := n.runtimeHandlers(); err != nil || !slices.Contains(handlers, "stockade") {
+		t.Errorf("cleanup: containerd has no stockade handler after the restore: %v %v", handlers, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -539,22 +540,31 @@ func (n *installerNode) label(ctx context.Context) string {
 // handlers are the runtime handlers containerd's CRI reports.
 func (n *installerNode) handlers(t *testing.T) []string {
 	t.Helper()
-	conn, err := n.c.Env.DialCRI()
+	names, err := n.runtimeHandlers()
 	if err != nil {
 		t.Fatal(err)
+	}
+	return names
+}
+
+// runtimeHandlers lists the runtime handlers containerd's CRI reports.
+func (n *installerNode) runtimeHandlers() ([]string, error) {
+	conn, err := n.c.Env.DialCRI()
+	if err != nil {
+		return nil, err
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	resp, err := runtimeapi.NewRuntimeServiceClient(conn).Status(ctx, &runtimeapi.StatusRequest{})
 	if err != nil {
-		t.Fatalf("CRI status: %v", err)
+		return nil, fmt.Errorf("CRI status: %w", err)
 	}
 	var names []string
 	for _, h := range resp.GetRuntimeHandlers() {
 		names = append(names, h.GetName())
 	}
-	return names
+	return names, nil
 }
 
 // crashed matches the installer's container having died: install.sh
