@@ -12,6 +12,7 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stockade-dev/stockade/integration/harness"
 )
@@ -22,18 +23,10 @@ import (
 func TestTerminalExecWithStderrFIFO(t *testing.T) {
 	env := harness.Get(t)
 	ctx := env.Context()
-	c, task := startLong(t, env)
-	defer cleanupContainer(env, c)
-	spec, err := task.Spec(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pspec := *spec.Process
-	pspec.Terminal = true
-	pspec.Args = []string{"sh", "-c", "seq 1 20000; tty"}
+	task, pspec := ttyProcess(t, env, "sh", "-c", "seq 1 20000; tty")
 	var out, errb safeBuffer
 	// A non-nil stderr makes cio name a stderr FIFO, as CRI always does.
-	p, err := task.Exec(ctx, "tty-exec", &pspec, cio.NewCreator(cio.WithStreams(nil, &out, &errb), cio.WithTerminal, cio.WithFIFODir(env.FIFODir())))
+	p, err := task.Exec(ctx, "tty-exec", pspec, cio.NewCreator(cio.WithStreams(nil, &out, &errb), cio.WithTerminal, cio.WithFIFODir(env.FIFODir())))
 	if err != nil {
 		t.Fatalf("exec with a terminal and a stderr FIFO: %v", err)
 	}
@@ -141,6 +134,21 @@ func TestLoggerThatNeverSignalsReady(t *testing.T) {
 	waitFor(t, "the logger to be gone", func() bool { return len(processesRunning(logger)) == 0 })
 }
 
+// ttyProcess starts a long-running container and returns its task and a
+// process spec for an exec of args on a terminal in it.
+func ttyProcess(t *testing.T, env *harness.Env, args ...string) (client.Task, *specs.Process) {
+	t.Helper()
+	_, task := startLong(t, env)
+	spec, err := task.Spec(env.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := *spec.Process
+	p.Terminal = true
+	p.Args = args
+	return task, &p
+}
+
 // processesRunning lists the pids whose command line mentions path.
 func processesRunning(path string) []int {
 	var pids []int
@@ -218,18 +226,10 @@ func (l *lateStdinIO) Close() error       { return l.out.Close() }
 func TestTerminalExecStdinOpenedAfterStart(t *testing.T) {
 	env := harness.Get(t)
 	ctx := env.Context()
-	c, task := startLong(t, env)
-	defer cleanupContainer(env, c)
-	spec, err := task.Spec(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pspec := *spec.Process
-	pspec.Terminal = true
-	pspec.Args = []string{"sh", "-c", "read line; echo got:$line; exit 3"}
+	task, pspec := ttyProcess(t, env, "sh", "-c", "read line; echo got:$line; exit 3")
 	var out safeBuffer
 	lio := newLateStdinIO(t, env.FIFODir(), "late", &out)
-	p, err := task.Exec(ctx, "late-stdin", &pspec, func(string) (cio.IO, error) { return lio, nil })
+	p, err := task.Exec(ctx, "late-stdin", pspec, func(string) (cio.IO, error) { return lio, nil })
 	if err != nil {
 		t.Fatal(err)
 	}
