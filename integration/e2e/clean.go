@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -352,8 +351,8 @@ func killUnder(roots []string) int {
 func cgroupDirs() []string {
 	var out []string
 	for _, m := range mounts() {
-		if m.fstype == "cgroup" || m.fstype == "cgroup2" {
-			out = append(out, filepath.Join(m.point, cgroupName))
+		if m.FSType == "cgroup" || m.FSType == "cgroup2" {
+			out = append(out, filepath.Join(m.Point, cgroupName))
 		}
 	}
 	return out
@@ -438,31 +437,9 @@ func removeLogLinks(roots []string) error {
 	return errors.Join(errs...)
 }
 
-type mount struct{ point, fstype string }
-
-func mounts() []mount {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []mount
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		// mountinfo: ... mount-point ... - fstype source options
-		sep := -1
-		for i, fld := range fields {
-			if fld == "-" {
-				sep = i
-				break
-			}
-		}
-		if len(fields) < 5 || sep < 0 || sep+1 >= len(fields) {
-			continue
-		}
-		out = append(out, mount{point: harness.UnescapeMountPath(fields[4]), fstype: fields[sep+1]})
-	}
-	return out
+// mounts lists this process's mounts (none if mountinfo cannot be read:
+// the callers look for leftovers, and an unreadable table shows none).
+func mounts() []harness.Mount {
+	ms, _ := harness.Mounts()
+	return ms
 }

@@ -150,8 +150,8 @@ func stateNaming(k *K, sandbox, ctrID string) []string {
 func mountsNaming(sandbox, ctrID string) []string {
 	var out []string
 	for _, m := range mounts() {
-		if strings.Contains(m.point, sandbox) || strings.Contains(m.point, ctrID) {
-			out = append(out, m.point)
+		if strings.Contains(m.Point, sandbox) || strings.Contains(m.Point, ctrID) {
+			out = append(out, m.Point)
 		}
 	}
 	return out

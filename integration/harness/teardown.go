@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -188,28 +189,45 @@ func killStrays(addr, dir string) int {
 	return n
 }
 
-// UnmountUnder lazily unmounts every mount point under dir, deepest first.
-func UnmountUnder(dir string) error {
+// Mount is one line of /proc/self/mountinfo: where, and which filesystem.
+type Mount struct{ Point, FSType string }
+
+// Mounts lists this process's mounts from /proc/self/mountinfo.
+func Mounts() ([]Mount, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
-	var points []string
+	var out []Mount
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
+		// mountinfo: id parent dev root mount-point ... - fstype source options
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
+		sep := slices.Index(fields, "-")
+		if len(fields) < 5 || sep < 0 || sep+1 >= len(fields) {
 			continue
 		}
-		mp := UnescapeMountPath(fields[4])
-		if strings.HasPrefix(mp, dir+"/") {
-			points = append(points, mp)
-		}
+		out = append(out, Mount{Point: UnescapeMountPath(fields[4]), FSType: fields[sep+1]})
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read mountinfo: %w", err)
+		return nil, fmt.Errorf("read mountinfo: %w", err)
+	}
+	return out, nil
+}
+
+// UnmountUnder lazily unmounts every mount point under dir, deepest first.
+func UnmountUnder(dir string) error {
+	ms, err := Mounts()
+	if err != nil {
+		return err
+	}
+	var points []string
+	for _, m := range ms {
+		if strings.HasPrefix(m.Point, dir+"/") {
+			points = append(points, m.Point)
+		}
 	}
 	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
 	var errs []error
