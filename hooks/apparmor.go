@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/node/apparmorhost"
 	"github.com/stockade-dev/stockade/profiles/apparmor"
 )
 
@@ -24,8 +25,8 @@ import (
 // it with apparmor.allow_localhost_profiles.
 type AppArmorStep struct {
 	// Seams for tests; nil/"" means the real host.
-	host   apparmor.Prober
-	parser apparmor.Runner
+	host   apparmorhost.Prober
+	parser apparmorhost.Runner
 	bootID string
 
 	// skipLogged makes the "no AppArmor here" message appear once per shim,
@@ -123,7 +124,7 @@ func ReleaseAppArmor(ctx context.Context, node *config.Config, profile, id strin
 // useLocalhostProfile keeps the pod's own profile, which the node allows.
 // It must already be loaded: runc would fail later with a less helpful
 // error, and stockade does not load profiles it did not write.
-func useLocalhostProfile(host apparmor.Prober, c *Container, name string) error {
+func useLocalhostProfile(host apparmorhost.Prober, c *Container, name string) error {
 	loaded, err := host.ProfileLoaded(name)
 	if err != nil {
 		return fmt.Errorf("check localhost profile %q: %w: %w", name, err, errdefs.ErrFailedPrecondition)
@@ -169,15 +170,15 @@ func holderID(ctx context.Context, id string) string {
 	return ns + "/" + id
 }
 
-func (s *AppArmorStep) prober(node *config.Config) apparmor.Prober {
+func (s *AppArmorStep) prober(node *config.Config) apparmorhost.Prober {
 	if s.host != nil {
 		return s.host
 	}
-	return apparmor.Host{ParserPath: node.AppArmor.ParserPath}
+	return apparmorhost.Host{ParserPath: node.AppArmor.ParserPath}
 }
 
-func (s *AppArmorStep) loader(node *config.Config, host apparmor.Prober) *apparmor.Loader {
-	return &apparmor.Loader{
+func (s *AppArmorStep) loader(node *config.Config, host apparmorhost.Prober) *apparmorhost.Loader {
+	return &apparmorhost.Loader{
 		Host:     host,
 		Parser:   s.parser,
 		StateDir: node.AppArmorStateDir(),

@@ -20,6 +20,7 @@ import (
 
 	"github.com/stockade-dev/stockade/config"
 	"github.com/stockade-dev/stockade/cri"
+	"github.com/stockade-dev/stockade/node/apparmorhost"
 	"github.com/stockade-dev/stockade/profiles/apparmor"
 )
 
@@ -40,11 +41,11 @@ func newFakeAppArmor(t *testing.T, enabled bool) *fakeAppArmor {
 	return &fakeAppArmor{t: t, enabled: enabled, loaded: map[string]bool{"my-localhost-profile": true}}
 }
 
-func (f *fakeAppArmor) Probe() apparmor.Status {
+func (f *fakeAppArmor) Probe() apparmorhost.Status {
 	if !f.enabled {
-		return apparmor.Status{Reason: "the kernel has no AppArmor support (fake)"}
+		return apparmorhost.Status{Reason: "the kernel has no AppArmor support (fake)"}
 	}
-	return apparmor.Status{Enabled: true, Parser: "/fake/apparmor_parser", ABI: "abi/3.0", Label: "unconfined"}
+	return apparmorhost.Status{Enabled: true, Parser: "/fake/apparmor_parser", ABI: "abi/3.0", Label: "unconfined"}
 }
 
 func (f *fakeAppArmor) ProfileLoaded(name string) (bool, error) {
@@ -61,7 +62,7 @@ func (f *fakeAppArmor) Run(ctx context.Context, args ...string) ([]byte, error) 
 	f.calls = append(f.calls, args[0]+" "+name)
 	switch args[0] {
 	case "--replace":
-		if parser := (apparmor.Host{}).Probe().Parser; parser != "" {
+		if parser := (apparmorhost.Host{}).Probe().Parser; parser != "" {
 			if out, err := exec.CommandContext(ctx, parser, "-Q", "-K", file).CombinedOutput(); err != nil {
 				return out, err
 			}
@@ -286,7 +287,7 @@ func TestAppArmorLoadFailureIsInternal(t *testing.T) {
 	ctx, _ := captureLogs(t)
 	s := &AppArmorStep{host: newFakeAppArmor(t, true), parser: failingParser{}, bootID: testBootID}
 	_, err := s.Apply(ctx, testContainer(testNode(t), ""))
-	if !errdefs.IsInternal(err) || !errors.Is(err, apparmor.ErrParser) {
+	if !errdefs.IsInternal(err) || !errors.Is(err, apparmorhost.ErrParser) {
 		t.Errorf("err = %v, want internal parser error", err)
 	}
 }

@@ -10,7 +10,7 @@ import (
 )
 
 // ProfileStore gives the seccomp step the recorded profiles; a
-// *recorded.Store is one.
+// *profilestore.Store is one.
 type ProfileStore interface {
 	Load(recorded.Name) (*recorded.Profile, error)
 }

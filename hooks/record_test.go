@@ -14,6 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/node/profilestore"
 	"github.com/stockade-dev/stockade/profiles/recorded"
 	"github.com/stockade-dev/stockade/profiles/seccomp"
 )
@@ -43,7 +44,7 @@ func recordStore(t *testing.T) (*config.Config, string) {
 	dir := t.TempDir()
 	node := config.Default()
 	node.Record.StoreDir = dir
-	store, err := recorded.Open(dir)
+	store, err := profilestore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +56,7 @@ func recordStore(t *testing.T) (*config.Config, string) {
 	return node, dir
 }
 
-func storeFor(c *config.Config) (ProfileStore, error) { return recorded.Open(c.Record.StoreDir) }
+func storeFor(c *config.Config) (ProfileStore, error) { return profilestore.Open(c.Record.StoreDir) }
 
 func TestSeccompStepRecorded(t *testing.T) {
 	node, dir := recordStore(t)

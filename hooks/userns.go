@@ -16,21 +16,24 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/node/idalloc"
+	"github.com/stockade-dev/stockade/node/idmapfs"
+	"github.com/stockade-dev/stockade/node/netns"
 	"github.com/stockade-dev/stockade/profiles/userns"
 )
 
 // RangeAllocator is what the userns step needs from the range allocator.
-// *userns.Allocator implements it; tests may wrap it to inject faults.
+// *idalloc.Allocator implements it; tests may wrap it to inject faults.
 type RangeAllocator interface {
-	Allocate(key string, owner userns.Owner) (userns.Range, error)
-	Lookup(key string) (userns.Lease, error)
+	Allocate(key string, owner idalloc.Owner) (userns.Range, error)
+	Lookup(key string) (idalloc.Lease, error)
 	Release(key string) error
-	Reclaim(alive func(userns.Lease) bool) ([]userns.Lease, error)
+	Reclaim(alive func(idalloc.Lease) bool) ([]idalloc.Lease, error)
 	// RangeSize is the size of the ranges Allocate hands out.
 	RangeSize() uint32
 }
 
-var _ RangeAllocator = (*userns.Allocator)(nil)
+var _ RangeAllocator = (*idalloc.Allocator)(nil)
 
 // UserNSStep puts every pod in its own user namespace with its own host ID
 // range, shared by all containers of the pod (like Kubernetes'
@@ -43,7 +46,7 @@ var _ RangeAllocator = (*userns.Allocator)(nil)
 // creation fails, and the shim calls Release when the pod is gone.
 type UserNSStep struct {
 	alloc RangeAllocator
-	owner userns.Owner
+	owner idalloc.Owner
 
 	// Seams for tests; the defaults touch the real system.
 	procRoot        string
@@ -54,14 +57,14 @@ type UserNSStep struct {
 var _ Step = (*UserNSStep)(nil)
 
 // NewUserNSStep builds the step over an allocator; owner is recorded in new
-// leases (the shim process, userns.CurrentOwner()).
-func NewUserNSStep(alloc RangeAllocator, owner userns.Owner) *UserNSStep {
+// leases (the shim process, idalloc.CurrentOwner()).
+func NewUserNSStep(alloc RangeAllocator, owner idalloc.Owner) *UserNSStep {
 	return &UserNSStep{
 		alloc:           alloc,
 		owner:           owner,
 		procRoot:        "/proc",
-		idmapSupported:  userns.IDMapSupported,
-		writeNetSysctls: userns.WriteNetSysctls,
+		idmapSupported:  idmapfs.IDMapSupported,
+		writeNetSysctls: netns.WriteNetSysctls,
 	}
 }
 
@@ -71,17 +74,17 @@ func NewUserNSStep(alloc RangeAllocator, owner userns.Owner) *UserNSStep {
 // the step has no allocator and Apply does nothing.
 func NewUserNSStepFromConfig(c *config.Config) (*UserNSStep, error) {
 	if !c.UserNS.Enabled {
-		return NewUserNSStep(nil, userns.Owner{}), nil
+		return NewUserNSStep(nil, idalloc.Owner{}), nil
 	}
-	pool, err := userns.LoadPool(c.UserNS.Pool, userns.SubUIDPath, userns.SubGIDPath)
+	pool, err := idalloc.LoadPool(c.UserNS.Pool, userns.SubUIDPath, userns.SubGIDPath)
 	if err != nil {
 		return nil, fmt.Errorf("userns: %w", err)
 	}
-	alloc, err := userns.NewSizedAllocator(c.UserNSStateDir(), pool, c.UserNS.PodRangeSize())
+	alloc, err := idalloc.NewSizedAllocator(c.UserNSStateDir(), pool, c.UserNS.PodRangeSize())
 	if err != nil {
 		return nil, fmt.Errorf("userns: key userns.range_size or userns.pool: %w", err)
 	}
-	owner, err := userns.CurrentOwner()
+	owner, err := idalloc.CurrentOwner()
 	if err != nil {
 		return nil, fmt.Errorf("userns: %w", err)
 	}
@@ -93,11 +96,11 @@ func NewUserNSStepFromConfig(c *config.Config) (*UserNSStep, error) {
 // shim. Release needs no pool, so a pool that no longer resolves cannot
 // block the cleanup.
 func ReleaseUserNSIn(ctx context.Context, c *config.Config, ns, sandboxID string) error {
-	alloc, err := userns.NewAllocator(c.UserNSStateDir(), userns.DefaultPool())
+	alloc, err := idalloc.NewAllocator(c.UserNSStateDir(), userns.DefaultPool())
 	if err != nil {
 		return fmt.Errorf("userns: %w", err)
 	}
-	return NewUserNSStep(alloc, userns.Owner{}).Release(ctx, ns, sandboxID)
+	return NewUserNSStep(alloc, idalloc.Owner{}).Release(ctx, ns, sandboxID)
 }
 
 // ReleaseUserNS is ReleaseUserNSIn for callers that do not know the
@@ -107,11 +110,11 @@ func ReleaseUserNSIn(ctx context.Context, c *config.Config, ns, sandboxID string
 //
 // Deprecated: use ReleaseUserNSIn.
 func ReleaseUserNS(ctx context.Context, c *config.Config, sandboxID string) error {
-	alloc, err := userns.NewAllocator(c.UserNSStateDir(), userns.DefaultPool())
+	alloc, err := idalloc.NewAllocator(c.UserNSStateDir(), userns.DefaultPool())
 	if err != nil {
 		return fmt.Errorf("userns: %w", err)
 	}
-	_, err = NewUserNSStep(alloc, userns.Owner{}).Reclaim(ctx, func(l userns.Lease) bool {
+	_, err = NewUserNSStep(alloc, idalloc.Owner{}).Reclaim(ctx, func(l idalloc.Lease) bool {
 		return l.ID != sandboxID || l.Owner.Alive()
 	})
 	return err
@@ -137,7 +140,7 @@ func (s *UserNSStep) Release(ctx context.Context, ns, sandboxID string) error {
 	if s.alloc == nil {
 		return nil
 	}
-	key, err := userns.LeaseKey(ns, sandboxID)
+	key, err := idalloc.LeaseKey(ns, sandboxID)
 	if err != nil {
 		return fmt.Errorf("userns: release range of pod %s: %w: %w", sandboxID, err, errdefs.ErrInvalidArgument)
 	}
@@ -172,12 +175,12 @@ func (s *UserNSStep) releaseBare(ctx context.Context, sandboxID string) error {
 }
 
 // Reclaim releases the leases for which alive is false (see
-// userns.Allocator.Reclaim) and returns them.
-func (s *UserNSStep) Reclaim(ctx context.Context, alive func(userns.Lease) bool) ([]userns.Lease, error) {
+// idalloc.Allocator.Reclaim) and returns them.
+func (s *UserNSStep) Reclaim(ctx context.Context, alive func(idalloc.Lease) bool) ([]idalloc.Lease, error) {
 	if s.alloc == nil {
 		return nil, nil
 	}
-	released, err := s.alloc.Reclaim(func(l userns.Lease) bool {
+	released, err := s.alloc.Reclaim(func(l idalloc.Lease) bool {
 		// Liveness tests written for version 1 leases look the pod up by
 		// Key, which was the bare sandbox ID (the shim's podAlive globs
 		// <state root>/*/<Key>/state.json). They see the bare ID here, so
@@ -236,7 +239,7 @@ func (s *UserNSStep) Apply(ctx context.Context, c *Container) (Undo, error) {
 // applySandbox leases the pod's range and gives the sandbox a new user
 // namespace with it.
 func (s *UserNSStep) applySandbox(ctx context.Context, c *Container) (Undo, error) {
-	key, err := userns.LeaseKey(c.ContainerdNamespace, c.Pod.SandboxID)
+	key, err := idalloc.LeaseKey(c.ContainerdNamespace, c.Pod.SandboxID)
 	if err != nil {
 		return nil, fmt.Errorf("pod %s: %w: %w", podRef(c), err, errdefs.ErrInvalidArgument)
 	}
@@ -270,7 +273,7 @@ func (s *UserNSStep) applySandbox(ctx context.Context, c *Container) (Undo, erro
 // applyMember joins an app container to its sandbox's user namespace.
 func (s *UserNSStep) applyMember(ctx context.Context, c *Container) error {
 	pid := c.SandboxPid
-	key, err := userns.LeaseKey(c.ContainerdNamespace, c.Pod.SandboxID)
+	key, err := idalloc.LeaseKey(c.ContainerdNamespace, c.Pod.SandboxID)
 	if err != nil {
 		return fmt.Errorf("pod %s: %w: %w", podRef(c), err, errdefs.ErrInvalidArgument)
 	}
@@ -278,7 +281,7 @@ func (s *UserNSStep) applyMember(ctx context.Context, c *Container) error {
 		return fmt.Errorf("container of pod %s: its sandbox %s is not running in this shim: %w",
 			podRef(c), key, errdefs.ErrFailedPrecondition)
 	}
-	uidMap, gidMap, err := userns.ReadProcIDMaps(s.procRoot, pid)
+	uidMap, gidMap, err := idalloc.ReadProcIDMaps(s.procRoot, pid)
 	if err != nil {
 		return fmt.Errorf("read user namespace of sandbox %s (pid %d): %w: %w", key, pid, err, errdefs.ErrFailedPrecondition)
 	}
@@ -317,7 +320,7 @@ func (s *UserNSStep) shimsOwnMapping(m []specs.LinuxIDMapping) bool {
 	if userns.IsInitialMapping(m) {
 		return true
 	}
-	own, _, err := userns.ReadProcIDMaps(s.procRoot, os.Getpid())
+	own, _, err := idalloc.ReadProcIDMaps(s.procRoot, os.Getpid())
 	return err == nil && userns.SameMappings(own, m)
 }
 
@@ -418,7 +421,7 @@ func hostSysfs(mounts []specs.Mount) []specs.Mount {
 // so it is translated through the pod's GID map.
 func splitNetSysctls(all map[string]string, gidMap []specs.LinuxIDMapping) (keep, net map[string]string, err error) {
 	for k, v := range all {
-		if !userns.IsNetSysctl(k) {
+		if !netns.IsNetSysctl(k) {
 			if keep == nil {
 				keep = map[string]string{}
 			}

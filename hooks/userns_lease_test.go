@@ -8,6 +8,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/stockade-dev/stockade/node/idalloc"
 	"github.com/stockade-dev/stockade/profiles/userns"
 )
 
@@ -43,7 +44,7 @@ func TestUsernsLeasePerNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	o, err := userns.ProcessOwner(cmd.Process.Pid)
+	o, err := idalloc.ProcessOwner(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ func TestUsernsRangeSize(t *testing.T) {
 	if _, err := e.step.Apply(ctx, e.container(s, testSandboxID, 0)); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "65536") {
 		t.Fatalf("uid 70000 in a 65536 range: %v", err)
 	}
-	big, err := userns.NewSizedAllocator(e.node.UserNSStateDir(), e.alloc.Pool(), 2*userns.RangeSize)
+	big, err := idalloc.NewSizedAllocator(e.node.UserNSStateDir(), e.alloc.Pool(), 2*userns.RangeSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,11 +100,11 @@ func TestUsernsRangeSize(t *testing.T) {
 func TestUsernsReclaimSeesBareID(t *testing.T) {
 	ctx := context.Background()
 	e := newUsernsEnv(t, 4)
-	if _, err := e.alloc.Allocate(testKey, userns.Owner{Pid: 1 << 30, StartTime: 1}); err != nil {
+	if _, err := e.alloc.Allocate(testKey, idalloc.Owner{Pid: 1 << 30, StartTime: 1}); err != nil {
 		t.Fatal(err)
 	}
 	var seen []string
-	released, err := e.step.Reclaim(ctx, func(l userns.Lease) bool {
+	released, err := e.step.Reclaim(ctx, func(l idalloc.Lease) bool {
 		seen = append(seen, l.Key)
 		return l.Key == testSandboxID // "its state.json exists"
 	})

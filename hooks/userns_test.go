@@ -15,6 +15,7 @@ import (
 
 	"github.com/stockade-dev/stockade/config"
 	"github.com/stockade-dev/stockade/cri"
+	"github.com/stockade-dev/stockade/node/idalloc"
 	"github.com/stockade-dev/stockade/profiles/userns"
 )
 
@@ -31,7 +32,7 @@ const (
 // sysctl writes.
 type usernsEnv struct {
 	step    *UserNSStep
-	alloc   *userns.Allocator
+	alloc   *idalloc.Allocator
 	node    *config.Config
 	proc    string
 	written map[string]map[string]string
@@ -42,12 +43,12 @@ func newUsernsEnv(t *testing.T, ranges int) *usernsEnv {
 	t.Helper()
 	node := config.Default()
 	node.StateDir = t.TempDir()
-	alloc, err := userns.NewAllocator(node.UserNSStateDir(),
+	alloc, err := idalloc.NewAllocator(node.UserNSStateDir(),
 		userns.Pool{Start: poolStart, Size: uint32(ranges) * userns.RangeSize, Source: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	owner, err := userns.CurrentOwner()
+	owner, err := idalloc.CurrentOwner()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -499,10 +500,10 @@ func TestUsernsReleaseAndReclaim(t *testing.T) {
 	if err := e.step.Release(ctx, testNS, testSandboxID); err != nil {
 		t.Fatalf("second release: %v", err)
 	}
-	if _, err := e.alloc.Allocate(testNS+"@dead-pod", userns.Owner{Pid: 1 << 30, StartTime: 1}); err != nil {
+	if _, err := e.alloc.Allocate(testNS+"@dead-pod", idalloc.Owner{Pid: 1 << 30, StartTime: 1}); err != nil {
 		t.Fatal(err)
 	}
-	released, err := e.step.Reclaim(ctx, userns.OwnerAlive)
+	released, err := e.step.Reclaim(ctx, idalloc.OwnerAlive)
 	if err != nil || len(released) != 1 || released[0].Key != testNS+"@dead-pod" {
 		t.Fatalf("Reclaim = %v, %v", released, err)
 	}

@@ -13,7 +13,7 @@ import (
 	"strings"
 
 	"github.com/stockade-dev/stockade/config"
-	"github.com/stockade-dev/stockade/profiles/apparmor"
+	"github.com/stockade-dev/stockade/node/apparmorhost"
 )
 
 // State is whether the host has a feature.
@@ -86,7 +86,7 @@ type Probes struct {
 	// Audit tries the kernel audit netlink socket.
 	Audit func() (State, string)
 	// AppArmor probes AppArmor with apparmor.parser_path.
-	AppArmor func(parserPath string) apparmor.Status
+	AppArmor func(parserPath string) apparmorhost.Status
 }
 
 // Filesystem magic numbers (statfs f_type).

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/stockade-dev/stockade/config"
-	"github.com/stockade-dev/stockade/profiles/apparmor"
+	"github.com/stockade-dev/stockade/node/apparmorhost"
 )
 
 // fullHost is a host with everything stockade can use; tests take parts away.
@@ -40,8 +40,8 @@ func fullHost() (Probes, map[string]string) {
 		},
 		IDMap: func() (State, string) { return Yes, "ok" },
 		Audit: func() (State, string) { return Yes, "ok" },
-		AppArmor: func(string) apparmor.Status {
-			return apparmor.Status{Enabled: true, Parser: "/usr/sbin/apparmor_parser", ABI: "abi/3.0"}
+		AppArmor: func(string) apparmorhost.Status {
+			return apparmorhost.Status{Enabled: true, Parser: "/usr/sbin/apparmor_parser", ABI: "abi/3.0"}
 		},
 	}, files
 }
@@ -86,11 +86,15 @@ func TestMissingFeatures(t *testing.T) {
 		detail  string
 	}{
 		{"no apparmor, not required", func(p *Probes, _ map[string]string, _ *config.Config) {
-			p.AppArmor = func(string) apparmor.Status { return apparmor.Status{Reason: "the kernel has no AppArmor support"} }
+			p.AppArmor = func(string) apparmorhost.Status {
+				return apparmorhost.Status{Reason: "the kernel has no AppArmor support"}
+			}
 		}, "apparmor", No, true, "no AppArmor support"},
 		{"no apparmor, required", func(p *Probes, _ map[string]string, c *config.Config) {
 			c.AppArmor.Required = true
-			p.AppArmor = func(string) apparmor.Status { return apparmor.Status{Reason: "the kernel has no AppArmor support"} }
+			p.AppArmor = func(string) apparmorhost.Status {
+				return apparmorhost.Status{Reason: "the kernel has no AppArmor support"}
+			}
 		}, "apparmor", No, false, "no AppArmor support"},
 		{"no user notification, denials on", func(p *Probes, f map[string]string, _ *config.Config) {
 			p.NotifSizes = func() error { return syscall.EINVAL }

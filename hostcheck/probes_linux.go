@@ -6,9 +6,8 @@ import (
 	"os"
 	"unsafe"
 
+	"github.com/stockade-dev/stockade/node/apparmorhost"
 	"golang.org/x/sys/unix"
-
-	"github.com/stockade-dev/stockade/profiles/apparmor"
 )
 
 // Real returns the probes of the running host. The idmapped-mount probe
@@ -22,8 +21,8 @@ func Real() Probes {
 		Libseccomp:    libseccomp,
 		IDMap:         probeIDMap,
 		Audit:         probeAudit,
-		AppArmor: func(parserPath string) apparmor.Status {
-			return apparmor.Host{ParserPath: parserPath}.Probe()
+		AppArmor: func(parserPath string) apparmorhost.Status {
+			return apparmorhost.Host{ParserPath: parserPath}.Probe()
 		},
 	}
 }

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/stockade-dev/stockade/hostcheck"
-	"github.com/stockade-dev/stockade/profiles/apparmor"
+	"github.com/stockade-dev/stockade/node/apparmorhost"
 )
 
 // fakeProbes is a host with everything but AppArmor.
@@ -34,8 +34,8 @@ func fakeProbes() hostcheck.Probes {
 		},
 		IDMap: func() (hostcheck.State, string) { return hostcheck.Yes, "ok" },
 		Audit: func() (hostcheck.State, string) { return hostcheck.No, "audit socket:\nprotocol not supported" },
-		AppArmor: func(string) apparmor.Status {
-			return apparmor.Status{Reason: "the kernel has no AppArmor support"}
+		AppArmor: func(string) apparmorhost.Status {
+			return apparmorhost.Status{Reason: "the kernel has no AppArmor support"}
 		},
 	}
 }

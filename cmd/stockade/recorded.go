@@ -15,6 +15,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/node/fileutil"
+	"github.com/stockade-dev/stockade/node/profilestore"
 	"github.com/stockade-dev/stockade/profiles/recorded"
 	"github.com/stockade-dev/stockade/profiles/seccomp"
 )
@@ -30,12 +32,12 @@ func (sf *storeFlags) register(flags *flag.FlagSet) {
 	flags.StringVar(&sf.config, "config", "", "node config `file` (default "+config.DefaultPath+" if it exists)")
 }
 
-func (sf *storeFlags) open() (*recorded.Store, error) {
+func (sf *storeFlags) open() (*profilestore.Store, error) {
 	dir, err := storeDir(sf.config, sf.config != "", sf.store)
 	if err != nil {
 		return nil, err
 	}
-	return recorded.Open(dir)
+	return profilestore.Open(dir)
 }
 
 // storeDir is the profile store directory: the --store flag when set,
@@ -390,7 +392,7 @@ func runProfileExport(args []string, stdout, stderr io.Writer) int {
 		_, _ = stdout.Write(out)
 		return 0
 	}
-	if err := recorded.WriteFile(output, out); err != nil {
+	if err := fileutil.WriteFile(output, out, 0o644); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
 		return 1
 	}

@@ -16,6 +16,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/node/profilestore"
 	"github.com/stockade-dev/stockade/profiles/recorded"
 	"github.com/stockade-dev/stockade/profiles/seccomp"
 )
@@ -35,10 +36,10 @@ func nativeABIs(t *testing.T) []specs.Arch {
 
 // recordedStore is a store with four profiles in three namespaces; shop/
 // web/app was recorded twice.
-func recordedStore(t *testing.T) *recorded.Store {
+func recordedStore(t *testing.T) *profilestore.Store {
 	t.Helper()
 	abis := nativeABIs(t)
-	s, err := recorded.Open(t.TempDir())
+	s, err := profilestore.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func recList(args []string, out, errb *bytes.Buffer) int   { return runProfileLi
 func recShow(args []string, out, errb *bytes.Buffer) int   { return runProfileShow(args, out, errb) }
 func recExport(args []string, out, errb *bytes.Buffer) int { return runProfileExport(args, out, errb) }
 
-func corruptRecorded(t *testing.T, s *recorded.Store, name string) string {
+func corruptRecorded(t *testing.T, s *profilestore.Store, name string) string {
 	t.Helper()
 	n, err := recorded.ParseName(name)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/stockade-dev/stockade/integration/harness"
+	"github.com/stockade-dev/stockade/node/profilestore"
 	"github.com/stockade-dev/stockade/profiles/recorded"
 )
 
@@ -52,7 +53,7 @@ func TestRecordReplicasThenEnforce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	store, err := recorded.Open(storeDir)
+	store, err := profilestore.Open(storeDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stockade-dev/stockade/integration/harness"
+	"github.com/stockade-dev/stockade/node/profilestore"
 	"github.com/stockade-dev/stockade/profiles/recorded"
 	"github.com/stockade-dev/stockade/shim/denials"
 )
@@ -118,7 +119,7 @@ func TestRecordThenEnforce(t *testing.T) {
 	}
 	// Outside Kubernetes the container is named by its ID, so two runs give
 	// two profiles; the workload annotation names them both "script".
-	store, err := recorded.Open(storeDir)
+	store, err := profilestore.Open(storeDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/stockade-dev/stockade/integration/harness"
+	"github.com/stockade-dev/stockade/node/profilestore"
 	"github.com/stockade-dev/stockade/profiles/recorded"
 )
 
@@ -67,7 +68,7 @@ func TestWorkloadNameCannotBeBorrowed(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "stockade.dev/workload") {
 		t.Fatalf("decoy pod naming workload web: %v, want its container refused naming the annotation", err)
 	}
-	s, err := recorded.Open(store)
+	s, err := profilestore.Open(store)
 	if err != nil {
 		t.Fatal(err)
 	}

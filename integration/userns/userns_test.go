@@ -20,6 +20,7 @@ import (
 
 	"github.com/stockade-dev/stockade/config"
 	"github.com/stockade-dev/stockade/integration/harness"
+	"github.com/stockade-dev/stockade/node/idalloc"
 	"github.com/stockade-dev/stockade/profiles/userns"
 )
 
@@ -44,7 +45,7 @@ func start(t *testing.T, env *harness.Env, id string, args []string, opts ...oci
 // hostRange reads the uid map of a host pid: the range its root maps to.
 func hostRange(t *testing.T, pid uint32) userns.Range {
 	t.Helper()
-	uid, gid, err := userns.ReadProcIDMaps("/proc", int(pid))
+	uid, gid, err := idalloc.ReadProcIDMaps("/proc", int(pid))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +65,7 @@ func leaseDir(t *testing.T, env *harness.Env) string {
 
 func leases(t *testing.T, env *harness.Env) map[string]bool {
 	t.Helper()
-	alloc, err := userns.NewAllocator(leaseDir(t, env), userns.DefaultPool())
+	alloc, err := idalloc.NewAllocator(leaseDir(t, env), userns.DefaultPool())
 	if err != nil {
 		t.Fatal(err)
 	}

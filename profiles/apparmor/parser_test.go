@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/stockade-dev/stockade/profiles/apparmor/apparmortest"
 )
 
 // The tests in this file run the real apparmor_parser. It parses and
@@ -17,33 +19,19 @@ import (
 // dump shows the compiled file-permission automaton, which lets the tests
 // check what a rule actually matches instead of what its text suggests.
 
-// featuresFile is a realistic kernel feature set shipped by Debian's
-// apparmor package. Without one, the parser compiles for no kernel at all
-// and silently drops signal, ptrace and mount rules.
-const featuresFile = "/usr/share/apparmor-features/features"
-
-func parserPath(t testing.TB) string {
-	t.Helper()
-	st := Host{}.Probe()
-	if st.Parser == "" {
-		t.Skip("apparmor_parser not installed (Debian package apparmor); the Makefile installs it for CI")
-	}
-	return st.Parser
-}
-
 // compile runs apparmor_parser -Q -K on text, and once more against the
 // Debian feature set when it is installed, failing the test with the
 // parser's output if either rejects the profile.
 func compile(t testing.TB, text string) {
 	t.Helper()
-	parser := parserPath(t)
+	parser := apparmortest.ParserPath(t)
 	f := filepath.Join(t.TempDir(), "profile")
 	if err := os.WriteFile(f, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	runs := [][]string{{"-Q", "-K", f}}
-	if _, err := os.Stat(featuresFile); err == nil {
-		runs = append(runs, []string{"-Q", "-K", "-M", featuresFile, f})
+	if _, err := os.Stat(apparmortest.FeaturesFile); err == nil {
+		runs = append(runs, []string{"-Q", "-K", "-M", apparmortest.FeaturesFile, f})
 	}
 	for _, args := range runs {
 		out, err := exec.Command(parser, args...).CombinedOutput()
@@ -73,7 +61,7 @@ type dfa struct {
 // which is the file one.
 func compileDFA(t testing.TB, text string) *dfa {
 	t.Helper()
-	parser := parserPath(t)
+	parser := apparmortest.ParserPath(t)
 	f := filepath.Join(t.TempDir(), "profile")
 	if err := os.WriteFile(f, []byte(text), 0o600); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/stockade-dev/stockade/profiles/apparmor/apparmortest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden profiles under testdata/")
@@ -44,7 +45,7 @@ func TestRenderGolden(t *testing.T) {
 // TestGoldenCompile compiles every golden profile, so a profile that
 // passes review but not the parser cannot be committed.
 func TestGoldenCompile(t *testing.T) {
-	parserPath(t)
+	apparmortest.ParserPath(t)
 	files, err := filepath.Glob(filepath.Join("testdata", "*.apparmor"))
 	if err != nil || len(files) < len(goldenCases) {
 		t.Fatalf("golden profiles missing: %v %v", files, err)

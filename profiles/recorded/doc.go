@@ -9,7 +9,7 @@
 //
 // A profile is named namespace/workload/container (Name), each part 1 to
 // 253 characters of a-z, 0-9, '-' and '.', starting and ending with a
-// letter or digit. The store keeps it in one JSON file,
+// letter or digit. The store (node/profilestore) keeps it in one JSON file,
 // <store>/<namespace>/<workload>/<container>.json:
 //
 //	{

@@ -260,6 +260,24 @@ func (p *Profile) Validate(goarch string) error {
 // check is Validate with plain errors, so that Decode can report the same
 // findings as data loss. Without withSum it skips the checksum: Save seals
 // the profiles it is handed itself.
+// ValidateUnsealed is Validate without the checksum, for a profile about to
+// be sealed (the store seals what it saves). Errors are plain, for the
+// caller to give a kind.
+func (p *Profile) ValidateUnsealed(goarch string) error { return p.check(goarch, false) }
+
+// Normalize returns p as Merge would, without changing p: syscall lists
+// sorted and deduplicated, times in UTC, the checksum sealed.
+func Normalize(p *Profile) *Profile {
+	c := &Profile{
+		APIVersion: APIVersion, Kind: Kind, Name: p.Name,
+		Images: slices.Clone(p.Images), Runs: p.Runs,
+		FirstRecorded: p.FirstRecorded.UTC(), LastRecorded: p.LastRecorded.UTC(),
+		Syscalls: unionSyscalls(p.Syscalls),
+	}
+	c.seal()
+	return c
+}
+
 func (p *Profile) check(goarch string, withSum bool) error {
 	if err := p.checkShape(); err != nil {
 		return err

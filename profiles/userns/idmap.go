@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,31 +41,6 @@ func ParseIDMap(r io.Reader) ([]specs.LinuxIDMapping, error) {
 		return nil, fmt.Errorf("id map: %w", err)
 	}
 	return out, nil
-}
-
-// ReadProcIDMaps reads the uid and gid maps of process pid, i.e. the
-// mappings of the user namespace it runs in. proc is where procfs is
-// mounted ("/proc"; tests pass a directory of fake files).
-func ReadProcIDMaps(proc string, pid int) (uid, gid []specs.LinuxIDMapping, err error) {
-	read := func(name string) ([]specs.LinuxIDMapping, error) {
-		f, err := os.Open(filepath.Join(proc, strconv.Itoa(pid), name))
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		m, err := ParseIDMap(f)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f.Name(), err)
-		}
-		return m, nil
-	}
-	if uid, err = read("uid_map"); err != nil {
-		return nil, nil, err
-	}
-	if gid, err = read("gid_map"); err != nil {
-		return nil, nil, err
-	}
-	return uid, gid, nil
 }
 
 // IsInitialMapping reports whether m is the identity mapping of the initial

@@ -110,11 +110,6 @@ func ValidRangeSize(size uint32) error {
 // Ranges is how many pod ranges fit; a tail smaller than RangeSize is unused.
 func (p Pool) Ranges() int { return int(p.Size / RangeSize) }
 
-// slot is the i-th range of the pool.
-func (p Pool) slot(i int) Range {
-	return Range{Start: p.Start + uint32(i)*RangeSize, Size: RangeSize}
-}
-
 // String renders the pool as inclusive "first-last (source)".
 func (p Pool) String() string {
 	return fmt.Sprintf("%d-%d (%s)", p.Start, p.End()-1, p.Source)

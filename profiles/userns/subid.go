@@ -2,10 +2,8 @@ package userns
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -151,30 +149,4 @@ func ownEntry(entries []SubIDEntry) (*SubIDEntry, error) {
 		found = &entries[i]
 	}
 	return found, nil
-}
-
-// LoadPool is ResolvePool over the files at subuidPath and subgidPath; a
-// missing file counts as empty.
-func LoadPool(configured, subuidPath, subgidPath string) (Pool, error) {
-	u, err := readSubIDFile(subuidPath)
-	if err != nil {
-		return Pool{}, err
-	}
-	g, err := readSubIDFile(subgidPath)
-	if err != nil {
-		return Pool{}, err
-	}
-	return ResolvePool(configured, u, g)
-}
-
-func readSubIDFile(path string) ([]SubIDEntry, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	defer f.Close()
-	return ParseSubIDs(f, path)
 }

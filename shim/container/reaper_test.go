@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/stockade-dev/stockade/internal/roottest"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,9 +19,7 @@ import (
 // container's orphan) and leaves alone a known container process and a child
 // of the shim's own cgroup, whose waiters need their exit status.
 func TestReapOrphansOnlyReapsUnknownOrphans(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: moves a process into a new cgroup")
-	}
+	roottest.Require(t, "moves a process into a new cgroup")
 	own, err := unifiedCgroupOf(os.Getpid())
 	if err != nil || own == "" {
 		t.Skipf("no cgroup v2 hierarchy: %v", err)

@@ -14,6 +14,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
+	"github.com/stockade-dev/stockade/internal/roottest"
 	"golang.org/x/sys/unix"
 )
 
@@ -62,9 +63,7 @@ func unifiedRoot(t *testing.T) string {
 }
 
 func TestRecordCgroup(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to load eBPF programs")
-	}
+	roottest.Require(t, "loads eBPF programs")
 	dir := filepath.Join(unifiedRoot(t), "stockade-record-test-"+strconv.Itoa(os.Getpid()))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/stockade-dev/stockade/config"
 	"github.com/stockade-dev/stockade/denial"
 	"github.com/stockade-dev/stockade/hooks"
+	"github.com/stockade-dev/stockade/node/idalloc"
 	"github.com/stockade-dev/stockade/profiles/userns"
 	"github.com/stockade-dev/stockade/shim/denials"
 )
@@ -75,8 +76,8 @@ func startDenialAgent(ctx context.Context, ns string, c *config.Config) *denials
 // podAlive keeps a lease while its shim lives or libcontainer still has
 // state for the pod's sandbox: containers run on after a crashed shim, and
 // their range must not be handed to another pod.
-func podAlive(l userns.Lease) bool {
-	if userns.OwnerAlive(l) {
+func podAlive(l idalloc.Lease) bool {
+	if idalloc.OwnerAlive(l) {
 		return true
 	}
 	if l.Namespace != "" {

@@ -18,13 +18,14 @@ import (
 	"github.com/stockade-dev/stockade/config"
 	"github.com/stockade-dev/stockade/cri"
 	"github.com/stockade-dev/stockade/hooks"
+	"github.com/stockade-dev/stockade/node/profilestore"
 	"github.com/stockade-dev/stockade/profiles/recorded"
 	"github.com/stockade-dev/stockade/shim/record"
 )
 
 // openStore opens the node's profile store for the seccomp step.
 func openStore(c *config.Config) (hooks.ProfileStore, error) {
-	return recorded.Open(c.Record.StoreDir)
+	return profilestore.Open(c.Record.StoreDir)
 }
 
 // recording is one recorded container, from its Create to the profile
@@ -32,7 +33,7 @@ func openStore(c *config.Config) (hooks.ProfileStore, error) {
 type recording struct {
 	name  recorded.Name
 	rec   *record.Recording
-	store *recorded.Store
+	store *profilestore.Store
 	once  sync.Once
 	done  chan struct{}
 }
@@ -45,7 +46,7 @@ func (r *Runtime) watch(ctx context.Context, node *config.Config, name, dir stri
 	if err != nil {
 		return nil, err
 	}
-	store, err := recorded.Open(node.Record.StoreDir)
+	store, err := profilestore.Open(node.Record.StoreDir)
 	if err != nil {
 		return nil, fmt.Errorf("record %s: %w", n, err)
 	}

@@ -1,10 +1,12 @@
-package userns
+package idalloc
 
 import (
 	"errors"
 	"os"
 	"os/exec"
 	"testing"
+
+	"github.com/stockade-dev/stockade/profiles/userns"
 )
 
 func TestParseStat(t *testing.T) {
@@ -15,7 +17,7 @@ func TestParseStat(t *testing.T) {
 		t.Fatalf("parseStat = %d %c %v", start, state, err)
 	}
 	for _, bad := range []string{"", "1 (x) S 1 2", "1 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 notanumber"} {
-		if _, _, err := parseStat([]byte(bad)); !errors.Is(err, ErrInvalid) {
+		if _, _, err := parseStat([]byte(bad)); !errors.Is(err, userns.ErrInvalid) {
 			t.Errorf("parseStat(%q) = %v, want ErrInvalid", bad, err)
 		}
 	}
@@ -67,7 +69,7 @@ func TestOwnerAlive(t *testing.T) {
 	if child.Alive() {
 		t.Errorf("exited child %+v counts as alive", child)
 	}
-	if _, err := ProcessOwner(cmd.Process.Pid); !errors.Is(err, ErrNotFound) {
+	if _, err := ProcessOwner(cmd.Process.Pid); !errors.Is(err, userns.ErrNotFound) {
 		t.Errorf("ProcessOwner(exited) = %v, want ErrNotFound", err)
 	}
 }

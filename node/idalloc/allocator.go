@@ -1,4 +1,4 @@
-package userns
+package idalloc
 
 import (
 	"cmp"
@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stockade-dev/stockade/node/fileutil"
+	"github.com/stockade-dev/stockade/profiles/userns"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,7 +46,7 @@ type Lease struct {
 	// version 1 lease, whose key is the bare ID.
 	Namespace string `json:"namespace,omitempty"`
 	ID        string `json:"id,omitempty"`
-	Range
+	userns.Range
 	Owner   Owner     `json:"owner"`
 	Created time.Time `json:"created"`
 }
@@ -69,7 +71,7 @@ func LeaseKey(ns, id string) (string, error) {
 // process: a restarted shim finds its pod's range again under the same key.
 type Allocator struct {
 	dir  string
-	pool Pool
+	pool userns.Pool
 	// size is the number of IDs of each new range, a multiple of RangeSize.
 	size uint32
 	// mu keeps the goroutines of one process from each parking an OS thread
@@ -80,25 +82,25 @@ type Allocator struct {
 // NewAllocator opens (creating if needed, mode 0700) the lease directory dir
 // for pool. Leases already in dir that lie outside the pool (after a pool
 // change) stay valid and are never overlapped.
-func NewAllocator(dir string, pool Pool) (*Allocator, error) {
-	return NewSizedAllocator(dir, pool, RangeSize)
+func NewAllocator(dir string, pool userns.Pool) (*Allocator, error) {
+	return NewSizedAllocator(dir, pool, userns.RangeSize)
 }
 
 // NewSizedAllocator is NewAllocator handing out ranges of size IDs, a
 // multiple of RangeSize that the pool holds at least once. Leases of another
 // size (written before a size change) stay valid and are never overlapped.
-func NewSizedAllocator(dir string, pool Pool, size uint32) (*Allocator, error) {
-	if err := ValidRangeSize(size); err != nil {
+func NewSizedAllocator(dir string, pool userns.Pool, size uint32) (*Allocator, error) {
+	if err := userns.ValidRangeSize(size); err != nil {
 		return nil, err
 	}
 	if err := pool.Validate(); err != nil {
 		return nil, err
 	}
 	if pool.Size < size {
-		return nil, fmt.Errorf("pool %s: %d IDs is smaller than one pod range of %d: %w", pool, pool.Size, size, ErrInvalid)
+		return nil, fmt.Errorf("pool %s: %d IDs is smaller than one pod range of %d: %w", pool, pool.Size, size, userns.ErrInvalid)
 	}
 	if !filepath.IsAbs(dir) {
-		return nil, fmt.Errorf("lease directory %q: must be absolute: %w", dir, ErrInvalid)
+		return nil, fmt.Errorf("lease directory %q: must be absolute: %w", dir, userns.ErrInvalid)
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "leases"), 0o700); err != nil {
 		return nil, fmt.Errorf("create lease directory: %w", err)
@@ -110,7 +112,7 @@ func NewSizedAllocator(dir string, pool Pool, size uint32) (*Allocator, error) {
 func (a *Allocator) RangeSize() uint32 { return a.size }
 
 // Pool is the pool ranges come from.
-func (a *Allocator) Pool() Pool { return a.pool }
+func (a *Allocator) Pool() userns.Pool { return a.pool }
 
 // Dir is the lease directory.
 func (a *Allocator) Dir() string { return a.dir }
@@ -123,26 +125,26 @@ func (a *Allocator) Dir() string { return a.dir }
 // owner still runs is never taken over: that claim fails with
 // ErrLeaseHeld, because two live pods must never share a range. On error
 // nothing is written.
-func (a *Allocator) Allocate(key string, owner Owner) (Range, error) {
+func (a *Allocator) Allocate(key string, owner Owner) (userns.Range, error) {
 	ns, id, err := splitKey(key)
 	if err != nil {
-		return Range{}, err
+		return userns.Range{}, err
 	}
 	if ns == "" {
-		return Range{}, fmt.Errorf("lease key %q: must name the containerd namespace (LeaseKey): %w", key, ErrInvalid)
+		return userns.Range{}, fmt.Errorf("lease key %q: must name the containerd namespace (LeaseKey): %w", key, userns.ErrInvalid)
 	}
 	if owner.Pid <= 0 {
-		return Range{}, fmt.Errorf("lease %s: owner pid %d: %w", key, owner.Pid, ErrInvalid)
+		return userns.Range{}, fmt.Errorf("lease %s: owner pid %d: %w", key, owner.Pid, userns.ErrInvalid)
 	}
 	unlock, err := a.lock()
 	if err != nil {
-		return Range{}, err
+		return userns.Range{}, err
 	}
 	defer unlock()
 
 	leases, err := a.readAll()
 	if err != nil {
-		return Range{}, err
+		return userns.Range{}, err
 	}
 	for _, l := range leases {
 		if l.Key != key {
@@ -150,24 +152,24 @@ func (a *Allocator) Allocate(key string, owner Owner) (Range, error) {
 		}
 		if l.Owner != owner {
 			if l.Owner.Alive() {
-				return Range{}, fmt.Errorf("lease %s: range %s is held by a running shim, %s; a second claim on a live lease is refused: %w",
-					key, l.Range, l.Owner, ErrLeaseHeld)
+				return userns.Range{}, fmt.Errorf("lease %s: range %s is held by a running shim, %s; a second claim on a live lease is refused: %w",
+					key, l.Range, l.Owner, userns.ErrLeaseHeld)
 			}
 			l.Owner = owner
 			if err := a.write(l); err != nil {
-				return Range{}, err
+				return userns.Range{}, err
 			}
 		}
 		return l.Range, nil
 	}
 	r, ok := a.free(leases)
 	if !ok {
-		return Range{}, fmt.Errorf("user namespace pool %s: all %d ranges of %d IDs are leased: %w",
-			a.pool, a.pool.Size/a.size, a.size, ErrPoolExhausted)
+		return userns.Range{}, fmt.Errorf("user namespace pool %s: all %d ranges of %d IDs are leased: %w",
+			a.pool, a.pool.Size/a.size, a.size, userns.ErrPoolExhausted)
 	}
 	l := Lease{Version: leaseVersion, Key: key, Namespace: ns, ID: id, Range: r, Owner: owner, Created: time.Now().UTC()}
 	if err := a.write(l); err != nil {
-		return Range{}, err
+		return userns.Range{}, err
 	}
 	return r, nil
 }
@@ -176,18 +178,18 @@ func (a *Allocator) Allocate(key string, owner Owner) (Range, error) {
 // in start order while the candidate moves past each one it hits, aligned
 // to the pool's range grid, so the cost is O(n log n) in leases rather than
 // proportional to the pool size.
-func (a *Allocator) free(leases []Lease) (Range, bool) {
-	rs := make([]Range, len(leases))
+func (a *Allocator) free(leases []Lease) (userns.Range, bool) {
+	rs := make([]userns.Range, len(leases))
 	for i, l := range leases {
 		rs[i] = l.Range
 	}
-	slices.SortFunc(rs, func(x, y Range) int { return cmp.Compare(x.Start, y.Start) })
+	slices.SortFunc(rs, func(x, y userns.Range) int { return cmp.Compare(x.Start, y.Start) })
 	start, size := uint64(a.pool.Start), uint64(a.size)
 	limit := start + uint64(a.pool.Size)/size*size
 	cand := start
 	for _, r := range rs {
 		if cand+size > limit {
-			return Range{}, false
+			return userns.Range{}, false
 		}
 		if r.End() <= cand {
 			continue
@@ -199,9 +201,9 @@ func (a *Allocator) free(leases []Lease) (Range, bool) {
 		cand = start + (r.End()-start+size-1)/size*size
 	}
 	if cand+size > limit {
-		return Range{}, false
+		return userns.Range{}, false
 	}
-	return Range{Start: uint32(cand), Size: a.size}, true
+	return userns.Range{Start: uint32(cand), Size: a.size}, true
 }
 
 // Lookup returns key's lease (a LeaseKey, or a bare ID for a version 1
@@ -319,13 +321,7 @@ func (a *Allocator) lock() (func(), error) {
 		a.mu.Unlock()
 		return nil, fmt.Errorf("open lease lock: %w", err)
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
+	if err := fileutil.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		f.Close()
 		a.mu.Unlock()
 		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
@@ -361,14 +357,14 @@ func (a *Allocator) readAll() ([]Lease, error) {
 func (a *Allocator) read(path string) (Lease, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return Lease{}, fmt.Errorf("lease %s: %w", strings.TrimSuffix(filepath.Base(path), ".json"), ErrNotFound)
+		return Lease{}, fmt.Errorf("lease %s: %w", strings.TrimSuffix(filepath.Base(path), ".json"), userns.ErrNotFound)
 	}
 	if err != nil {
 		return Lease{}, fmt.Errorf("read lease %s: %w", path, err)
 	}
 	var l Lease
 	if err := json.Unmarshal(data, &l); err != nil {
-		return Lease{}, fmt.Errorf("lease file %s: %v (remove it once no pod uses its range): %w", path, err, ErrCorruptState)
+		return Lease{}, fmt.Errorf("lease file %s: %v (remove it once no pod uses its range): %w", path, err, userns.ErrCorruptState)
 	}
 	ns, id, kerr := splitKey(l.Key)
 	switch {
@@ -382,11 +378,11 @@ func (a *Allocator) read(path string) (Lease, error) {
 		err = fmt.Errorf("key %q does not match namespace %q and ID %q", l.Key, l.Namespace, l.ID)
 	case l.Key+".json" != filepath.Base(path):
 		err = fmt.Errorf("key %q does not match the file name", l.Key)
-	case l.Size == 0 || l.End() > MaxIDEnd:
+	case l.Size == 0 || l.End() > userns.MaxIDEnd:
 		err = fmt.Errorf("invalid range %d+%d", l.Start, l.Size)
 	}
 	if err != nil {
-		return Lease{}, fmt.Errorf("lease file %s: %v (remove it once no pod uses its range): %w", path, err, ErrCorruptState)
+		return Lease{}, fmt.Errorf("lease file %s: %v (remove it once no pod uses its range): %w", path, err, userns.ErrCorruptState)
 	}
 	if l.Version == leaseVersionBare {
 		l.ID = l.Key
@@ -394,47 +390,22 @@ func (a *Allocator) read(path string) (Lease, error) {
 	return l, nil
 }
 
-// write stores l atomically: a reader or a crash sees the old file or the
+// write stores l durably: a reader or a crash sees the old file or the
 // new one, never a torn one.
-func (a *Allocator) write(l Lease) (err error) {
+func (a *Allocator) write(l Lease) error {
 	data, err := json.Marshal(l)
 	if err != nil {
 		return fmt.Errorf("encode lease %s: %w", l.Key, err)
 	}
-	tmp, err := os.CreateTemp(a.leaseDir(), "."+l.Key+".*.tmp")
-	if err != nil {
+	if err := fileutil.WriteFile(a.leasePath(l.Key), data, 0o600); err != nil {
 		return fmt.Errorf("write lease %s: %w", l.Key, err)
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("write lease %s: %w", l.Key, err)
-	}
-	// Sync before rename, or a crash could leave the new name on an empty file.
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("write lease %s: %w", l.Key, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("write lease %s: %w", l.Key, err)
-	}
-	if err = os.Rename(tmp.Name(), a.leasePath(l.Key)); err != nil {
-		return fmt.Errorf("write lease %s: %w", l.Key, err)
-	}
-	return a.syncDir()
+	return nil
 }
 
-// syncDir makes a rename or removal durable.
+// syncDir makes a removal durable.
 func (a *Allocator) syncDir() error {
-	d, err := os.Open(a.leaseDir())
-	if err != nil {
-		return fmt.Errorf("sync lease directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := fileutil.SyncDir(a.leaseDir()); err != nil {
 		return fmt.Errorf("sync lease directory: %w", err)
 	}
 	return nil
@@ -460,14 +431,14 @@ func splitKey(key string) (ns, id string, err error) {
 // can never name the lock, a temporary file or a parent directory).
 func validID(id string) error {
 	if id == "" || len(id) > maxIDLen {
-		return fmt.Errorf("%q: must be 1 to %d characters: %w", id, maxIDLen, ErrInvalid)
+		return fmt.Errorf("%q: must be 1 to %d characters: %w", id, maxIDLen, userns.ErrInvalid)
 	}
 	for i, r := range id {
 		switch {
 		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
 		case i > 0 && (r == '_' || r == '.' || r == '-'):
 		default:
-			return fmt.Errorf("%q: invalid character %q: %w", id, r, ErrInvalid)
+			return fmt.Errorf("%q: invalid character %q: %w", id, r, userns.ErrInvalid)
 		}
 	}
 	return nil

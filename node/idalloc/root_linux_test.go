@@ -1,51 +1,27 @@
-package userns
+package idalloc
 
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/stockade-dev/stockade/internal/roottest"
+	"github.com/stockade-dev/stockade/node/idmapfs"
+	"github.com/stockade-dev/stockade/profiles/userns"
 	"golang.org/x/sys/unix"
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_SYS_ADMIN for mounts and setns); run the root tier as root")
-	}
-}
-
-// startBlocked starts cmd with stdin on a pipe, so it waits until the pipe
-// closes; the returned func ends it.
-func startBlocked(t *testing.T, cmd *exec.Cmd) (stdin io.WriteCloser, stop func()) {
-	t.Helper()
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Skipf("kernel refused the helper's namespaces: %v", err)
-	}
-	return stdin, func() {
-		stdin.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-	}
-}
 
 // TestIDMappedBindMount makes the mount the hook asks runc for, by hand: an
 // idmapped bind of a directory with a pod range, through a user namespace
 // whose fd comes from a helper process (as runc and containerd do it).
 func TestIDMappedBindMount(t *testing.T) {
-	requireRoot(t)
+	roottest.Require(t, "mounts and setns")
 	src, dst := t.TempDir(), t.TempDir()
-	if ok, fs, err := IDMapSupported(src); err != nil || !ok {
+	if ok, fs, err := idmapfs.IDMapSupported(src); err != nil || !ok {
 		t.Skipf("temp dir filesystem %s cannot be idmapped on this kernel (%v)", fs, err)
 	}
 	a := newAlloc(t, t.TempDir(), 4)
@@ -60,12 +36,12 @@ func TestIDMappedBindMount(t *testing.T) {
 		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(m[0].HostID), Size: int(m[0].Size)}},
 		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(m[0].HostID), Size: int(m[0].Size)}},
 	}
-	_, stop := startBlocked(t, cmd)
+	_, stop := roottest.StartBlocked(t, cmd)
 	defer stop()
 
 	// The helper's namespace is the pod's: its map is the lease's.
 	u, g, err := ReadProcIDMaps("/proc", cmd.Process.Pid)
-	if err != nil || !SameMappings(u, m) || !SameMappings(g, m) {
+	if err != nil || !userns.SameMappings(u, m) || !userns.SameMappings(g, m) {
 		t.Fatalf("helper maps %v %v, %v; want %v", u, g, err, m)
 	}
 	userns, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", cmd.Process.Pid))
@@ -119,50 +95,5 @@ func assertOwner(t *testing.T, path string, want uint32) {
 	}
 	if st.Uid != want || st.Gid != want {
 		t.Errorf("%s owned by %d:%d, want %d:%d", path, st.Uid, st.Gid, want, want)
-	}
-}
-
-// TestWriteNetSysctls writes into a netns the host user namespace owns,
-// which is the situation of every CRI pod netns.
-func TestWriteNetSysctls(t *testing.T) {
-	requireRoot(t)
-	const key = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
-	before, err := os.ReadFile(key)
-	if err != nil {
-		t.Skipf("no %s: %v", key, err)
-	}
-	cmd := exec.Command("sh", "-c", "read x; cat "+key+" /proc/sys/net/ipv4/ping_group_range")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	stdin, stop := startBlocked(t, cmd)
-	defer stop()
-
-	netns := fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)
-	err = WriteNetSysctls(netns, map[string]string{
-		"net.ipv4.ip_unprivileged_port_start": "0",
-		"net/ipv4/ping_group_range":           "2147483648 2147549183",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("helper: %v: %s", err, out.String())
-	}
-	if got := strings.Fields(out.String()); strings.Join(got, " ") != "0 2147483648 2147549183" {
-		t.Errorf("sysctls in the pod netns: %q", out.String())
-	}
-	after, _ := os.ReadFile(key)
-	if string(after) != string(before) {
-		t.Errorf("host %s changed from %q to %q", key, before, after)
-	}
-
-	// The shim's own namespace is refused.
-	if err := WriteNetSysctls("/proc/self/ns/net", map[string]string{"net.ipv4.ip_forward": "1"}); !errors.Is(err, ErrInvalid) {
-		t.Errorf("write into own netns = %v, want ErrInvalid", err)
-	}
-	if err := WriteNetSysctls("/nonexistent", map[string]string{"net.ipv4.ip_forward": "1"}); err == nil {
-		t.Error("missing netns: no error")
 	}
 }

@@ -1,4 +1,4 @@
-package userns
+package idmapfs
 
 import (
 	"fmt"

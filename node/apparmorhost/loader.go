@@ -1,4 +1,4 @@
-package apparmor
+package apparmorhost
 
 import (
 	"bytes"
@@ -15,7 +15,8 @@ import (
 	"strings"
 	"sync"
 
-	"golang.org/x/sys/unix"
+	"github.com/stockade-dev/stockade/node/fileutil"
+	"github.com/stockade-dev/stockade/profiles/apparmor"
 )
 
 // Runner runs apparmor_parser and returns its combined output.
@@ -93,16 +94,16 @@ var bootIDRe = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 // "<namespace>/<container id>") as a user of it. Acquiring twice for the
 // same holder counts once. On a host without AppArmor it loads nothing and
 // returns a Lease whose Skipped says why.
-func (l *Loader) Acquire(ctx context.Context, p Profile, holder string) (*Lease, error) {
+func (l *Loader) Acquire(ctx context.Context, p apparmor.Profile, holder string) (*Lease, error) {
 	st := l.host().Probe()
 	if !st.Enabled {
 		return &Lease{Skipped: st.Reason}, nil
 	}
-	if !ValidName(p.Name) {
-		return nil, &InvalidError{Field: "profile name", Value: p.Name, Reason: "is not a generated profile name"}
+	if !apparmor.ValidName(p.Name) {
+		return nil, &apparmor.InvalidError{Field: "profile name", Value: p.Name, Reason: "is not a generated profile name"}
 	}
 	if holder == "" {
-		return nil, &InvalidError{Field: "holder", Reason: "is empty"}
+		return nil, &apparmor.InvalidError{Field: "holder", Reason: "is empty"}
 	}
 	refs, err := l.refsDir()
 	if err != nil {
@@ -154,8 +155,8 @@ func (l *Loader) Acquire(ctx context.Context, p Profile, holder string) (*Lease,
 // except that an unused profile is unloaded. Only the name is needed, so a
 // process that lost its Lease (a restarted shim) can still release.
 func (l *Loader) Release(ctx context.Context, name, holder string) error {
-	if !ValidName(name) {
-		return &InvalidError{Field: "profile name", Value: name, Reason: "is not a generated profile name"}
+	if !apparmor.ValidName(name) {
+		return &apparmor.InvalidError{Field: "profile name", Value: name, Reason: "is not a generated profile name"}
 	}
 	refs, err := l.refsDir()
 	if err != nil {
@@ -198,7 +199,7 @@ func (l *Loader) dropIfUnused(ctx context.Context, refs, name string) error {
 	// kept source be gone, a stub declaring the name does as well.
 	src := filepath.Join(l.CacheDir, "src", name)
 	if _, err := os.Stat(src); err != nil {
-		stub, err := l.writeSource(Profile{Name: name + ".remove", Text: "profile " + name + " {}\n"})
+		stub, err := l.writeSource(apparmor.Profile{Name: name + ".remove", Text: "profile " + name + " {}\n"})
 		if err != nil {
 			return err
 		}
@@ -231,7 +232,7 @@ func (l *Loader) parser(st Status) Runner {
 // were unloaded by the reboot.
 func (l *Loader) refsDir() (string, error) {
 	if l.StateDir == "" || l.CacheDir == "" {
-		return "", &InvalidError{Field: "loader", Reason: "needs a state and a cache directory"}
+		return "", &apparmor.InvalidError{Field: "loader", Reason: "needs a state and a cache directory"}
 	}
 	boot := l.BootID
 	if boot == "" {
@@ -242,7 +243,7 @@ func (l *Loader) refsDir() (string, error) {
 		boot = strings.TrimSpace(string(b))
 	}
 	if !bootIDRe.MatchString(boot) {
-		return "", &InvalidError{Field: "boot id", Value: boot, Reason: "is not a UUID"}
+		return "", &apparmor.InvalidError{Field: "boot id", Value: boot, Reason: "is not a UUID"}
 	}
 	if entries, err := os.ReadDir(l.StateDir); err == nil {
 		for _, e := range entries {
@@ -261,7 +262,7 @@ func (l *Loader) refsDir() (string, error) {
 // writeSource stores the profile text where the parser reads it. The file
 // is rewritten only if missing or different, because its modification time
 // decides whether the parser's compiled cache is still valid.
-func (l *Loader) writeSource(p Profile) (string, error) {
+func (l *Loader) writeSource(p apparmor.Profile) (string, error) {
 	dir := filepath.Join(l.CacheDir, "src")
 	path := filepath.Join(dir, p.Name)
 	if b, err := os.ReadFile(path); err == nil && bytes.Equal(b, []byte(p.Text)) {
@@ -294,31 +295,12 @@ func holderFile(holder string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
-// lockFile takes an exclusive flock on path, creating it. Releasers delete
-// the lock file while holding it, so after winning the lock the inode is
-// checked against the path; a mismatch means the lock was won on a deleted
-// file and the attempt starts over.
+// lockFile takes the exclusive lock of a profile. Releasers delete the
+// lock file while holding it, which fileutil.Lock allows for.
 func lockFile(path string) (unlock func(), err error) {
-	for {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("apparmor: open lock: %w", err)
-		}
-		for {
-			err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-			if err != unix.EINTR {
-				break
-			}
-		}
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("apparmor: lock %s: %w", path, err)
-		}
-		var held, now unix.Stat_t
-		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Stat(path, &now) == nil &&
-			held.Dev == now.Dev && held.Ino == now.Ino {
-			return func() { f.Close() }, nil
-		}
-		f.Close()
+	unlock, err = fileutil.Lock(path, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("apparmor: %w", err)
 	}
+	return unlock, nil
 }

@@ -1,4 +1,4 @@
-package userns
+package netns
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/stockade-dev/stockade/profiles/userns"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,11 +35,11 @@ func NetSysctlPath(key string) (string, error) {
 	}
 	parts := strings.Split(p, "/")
 	if parts[0] != "net" || len(parts) < 2 {
-		return "", fmt.Errorf("sysctl %q: not a net.* sysctl: %w", key, ErrInvalid)
+		return "", fmt.Errorf("sysctl %q: not a net.* sysctl: %w", key, userns.ErrInvalid)
 	}
 	for _, c := range parts {
 		if c == "" || c == "." || c == ".." {
-			return "", fmt.Errorf("sysctl %q: invalid name: %w", key, ErrInvalid)
+			return "", fmt.Errorf("sysctl %q: invalid name: %w", key, userns.ErrInvalid)
 		}
 	}
 	return "/proc/sys/" + p, nil
@@ -83,7 +84,7 @@ func WriteNetSysctls(netnsPath string, sysctls map[string]string) error {
 		if same, err := sameFile(orig, target); err != nil || same {
 			runtime.UnlockOSThread()
 			if err == nil {
-				err = fmt.Errorf("%s is the shim's own network namespace: %w", netnsPath, ErrInvalid)
+				err = fmt.Errorf("%s is the shim's own network namespace: %w", netnsPath, userns.ErrInvalid)
 			}
 			errc <- err
 			return

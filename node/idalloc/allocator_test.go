@@ -1,4 +1,4 @@
-package userns
+package idalloc
 
 import (
 	"bufio"
@@ -13,10 +13,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/stockade-dev/stockade/profiles/userns"
 )
 
-func testPool(ranges int) Pool {
-	return Pool{Start: 1 << 31, Size: uint32(ranges) * RangeSize, Source: "test"}
+func testPool(ranges int) userns.Pool {
+	return userns.Pool{Start: 1 << 31, Size: uint32(ranges) * userns.RangeSize, Source: "test"}
 }
 
 func newAlloc(t *testing.T, dir string, ranges int) *Allocator {
@@ -38,7 +40,7 @@ func me(t *testing.T) Owner {
 }
 
 // assertDisjoint fails if any two leases overlap or leave the pool grid.
-func assertDisjoint(t *testing.T, p Pool, rs map[string]Range) {
+func assertDisjoint(t *testing.T, p userns.Pool, rs map[string]userns.Range) {
 	t.Helper()
 	keys := make([]string, 0, len(rs))
 	for k := range rs {
@@ -47,7 +49,7 @@ func assertDisjoint(t *testing.T, p Pool, rs map[string]Range) {
 	slices.Sort(keys)
 	for i, a := range keys {
 		r := rs[a]
-		if r.Size != RangeSize || r.Start < p.Start || r.End() > p.End() || (r.Start-p.Start)%RangeSize != 0 {
+		if r.Size != userns.RangeSize || r.Start < p.Start || r.End() > p.End() || (r.Start-p.Start)%userns.RangeSize != 0 {
 			t.Errorf("%s: range %v off the pool grid", a, r)
 		}
 		for _, b := range keys[i+1:] {
@@ -66,12 +68,12 @@ func TestAllocateLowestFirstAndIdempotent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := uint32(1<<31 + i*RangeSize); r.Start != want || r.Size != RangeSize {
+		if want := uint32(1<<31 + i*userns.RangeSize); r.Start != want || r.Size != userns.RangeSize {
 			t.Fatalf("pod-%d got %v, want start %d", i, r, want)
 		}
 	}
 	again, err := a.Allocate("t@pod-1", o)
-	if err != nil || again.Start != 1<<31+RangeSize {
+	if err != nil || again.Start != 1<<31+userns.RangeSize {
 		t.Fatalf("re-allocate pod-1 = %v, %v", again, err)
 	}
 	l, err := a.Lookup("t@pod-1")
@@ -126,12 +128,12 @@ func TestPoolChangeKeepsOldLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A new pool, shifted by half a range, overlapping the old lease.
-	p := Pool{Start: 1<<31 - RangeSize/2, Size: 4 * RangeSize, Source: "shifted"}
+	p := userns.Pool{Start: 1<<31 - userns.RangeSize/2, Size: 4 * userns.RangeSize, Source: "shifted"}
 	b, err := NewAllocator(dir, p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]Range{"t@old": old}
+	got := map[string]userns.Range{"t@old": old}
 	for i := range 2 {
 		k := fmt.Sprintf("t@new-%d", i)
 		if got[k], err = b.Allocate(k, o); err != nil {
@@ -144,7 +146,7 @@ func TestPoolChangeKeepsOldLeases(t *testing.T) {
 		}
 	}
 	// Slots 0 and 1 of the shifted grid touch the old lease: only 2 were free.
-	if _, err := b.Allocate("t@one-too-many", o); !errors.Is(err, ErrPoolExhausted) {
+	if _, err := b.Allocate("t@one-too-many", o); !errors.Is(err, userns.ErrPoolExhausted) {
 		t.Fatalf("want exhaustion, got %v", err)
 	}
 }
@@ -162,7 +164,7 @@ func TestReleaseAndReuse(t *testing.T) {
 	if err := a.Release("t@a"); err != nil {
 		t.Fatalf("second release: %v", err)
 	}
-	if _, err := a.Lookup("t@a"); !errors.Is(err, ErrNotFound) {
+	if _, err := a.Lookup("t@a"); !errors.Is(err, userns.ErrNotFound) {
 		t.Fatalf("Lookup after release = %v, want ErrNotFound", err)
 	}
 	if r, err := a.Allocate("t@c", o); err != nil || r != r0 {
@@ -180,7 +182,7 @@ func TestExhaustion(t *testing.T) {
 		}
 	}
 	_, err := a.Allocate("t@p3", o)
-	if !errors.Is(err, ErrPoolExhausted) || !strings.Contains(err.Error(), "(test)") ||
+	if !errors.Is(err, userns.ErrPoolExhausted) || !strings.Contains(err.Error(), "(test)") ||
 		!strings.Contains(err.Error(), "all 3 ranges") {
 		t.Fatalf("Allocate on a full pool = %v", err)
 	}
@@ -193,7 +195,7 @@ func TestExhaustion(t *testing.T) {
 	if len(ents) != 3 {
 		t.Fatalf("lease dir holds %d files after failed allocation", len(ents))
 	}
-	if _, err := a.Lookup("t@p3"); !errors.Is(err, ErrNotFound) {
+	if _, err := a.Lookup("t@p3"); !errors.Is(err, userns.ErrNotFound) {
 		t.Fatalf("failed key has a lease: %v", err)
 	}
 }
@@ -249,13 +251,13 @@ func TestCorruptLease(t *testing.T) {
 		// Allocation refuses to guess which IDs the unreadable lease covers.
 		_, err := a.Allocate("t@new", o)
 		var marker interface{ FailedPrecondition() }
-		if !errors.Is(err, ErrCorruptState) || !errors.As(err, &marker) || !strings.Contains(err.Error(), bad) {
+		if !errors.Is(err, userns.ErrCorruptState) || !errors.As(err, &marker) || !strings.Contains(err.Error(), bad) {
 			t.Fatalf("Allocate with %q = %v", content, err)
 		}
 	}
 	// Reclaim still frees what it can and reports the rest.
 	released, err := a.Reclaim(OwnerAlive)
-	if !errors.Is(err, ErrCorruptState) || len(released) != 1 || released[0].Key != "t@ok" {
+	if !errors.Is(err, userns.ErrCorruptState) || len(released) != 1 || released[0].Key != "t@ok" {
 		t.Fatalf("Reclaim = %+v, %v", released, err)
 	}
 }
@@ -264,38 +266,38 @@ func TestInvalidInput(t *testing.T) {
 	a := newAlloc(t, t.TempDir(), 1)
 	o := me(t)
 	for _, k := range []string{"", ".hidden", "-x", "a/b", "../x", "lock json", strings.Repeat("a", maxIDLen+1), "a@b@c", "@x", "x@", "a@" + strings.Repeat("a", maxIDLen+1)} {
-		if _, err := a.Allocate(k, o); !errors.Is(err, ErrInvalid) {
+		if _, err := a.Allocate(k, o); !errors.Is(err, userns.ErrInvalid) {
 			t.Errorf("Allocate(%q) = %v, want ErrInvalid", k, err)
 		}
-		if _, err := a.Lookup(k); !errors.Is(err, ErrInvalid) {
+		if _, err := a.Lookup(k); !errors.Is(err, userns.ErrInvalid) {
 			t.Errorf("Lookup(%q) = %v, want ErrInvalid", k, err)
 		}
 	}
-	if _, err := a.Allocate("bare", o); !errors.Is(err, ErrInvalid) {
+	if _, err := a.Allocate("bare", o); !errors.Is(err, userns.ErrInvalid) {
 		t.Errorf("Allocate without a namespace = %v, want ErrInvalid", err)
 	}
-	if _, err := a.Allocate("t@k", Owner{}); !errors.Is(err, ErrInvalid) {
+	if _, err := a.Allocate("t@k", Owner{}); !errors.Is(err, userns.ErrInvalid) {
 		t.Errorf("Allocate without owner = %v", err)
 	}
-	if _, err := NewAllocator("relative", testPool(1)); !errors.Is(err, ErrInvalid) {
+	if _, err := NewAllocator("relative", testPool(1)); !errors.Is(err, userns.ErrInvalid) {
 		t.Errorf("relative dir: %v", err)
 	}
-	if _, err := NewAllocator(t.TempDir(), Pool{Start: 0, Size: RangeSize}); !errors.Is(err, ErrInvalid) {
+	if _, err := NewAllocator(t.TempDir(), userns.Pool{Start: 0, Size: userns.RangeSize}); !errors.Is(err, userns.ErrInvalid) {
 		t.Errorf("pool over host IDs: %v", err)
 	}
 }
 
 func TestFreeSkipsMisalignedLeases(t *testing.T) {
-	a := &Allocator{pool: testPool(4), size: RangeSize}
+	a := &Allocator{pool: testPool(4), size: userns.RangeSize}
 	base := uint32(1 << 31)
 	got, ok := a.free([]Lease{
-		{Range: Range{Start: base + 10, Size: 5}},                        // slot 0
-		{Range: Range{Start: base + RangeSize - 1, Size: RangeSize + 2}}, // slots 0,1,2
+		{Range: userns.Range{Start: base + 10, Size: 5}},                                      // slot 0
+		{Range: userns.Range{Start: base + userns.RangeSize - 1, Size: userns.RangeSize + 2}}, // slots 0,1,2
 	})
-	if !ok || got.Start != base+3*RangeSize {
+	if !ok || got.Start != base+3*userns.RangeSize {
 		t.Fatalf("free = %v %v, want slot 3", got, ok)
 	}
-	got, ok = a.free([]Lease{{Range: Range{Start: base - RangeSize, Size: RangeSize}}}) // outside, below
+	got, ok = a.free([]Lease{{Range: userns.Range{Start: base - userns.RangeSize, Size: userns.RangeSize}}}) // outside, below
 	if !ok || got.Start != base {
 		t.Fatalf("free = %v %v, want slot 0", got, ok)
 	}
@@ -307,7 +309,7 @@ func TestConcurrentGoroutines(t *testing.T) {
 	o := me(t)
 	var (
 		mu  sync.Mutex
-		got = map[string]Range{}
+		got = map[string]userns.Range{}
 		wg  sync.WaitGroup
 	)
 	for i := range n {
@@ -366,7 +368,7 @@ func TestAllocatorHelperProcess(t *testing.T) {
 			key = fmt.Sprintf("t@shared-%d", i) // every process also races for shared keys
 		}
 		r, err := a.Allocate(key, o)
-		if errors.Is(err, ErrLeaseHeld) && strings.Contains(key, "shared") {
+		if errors.Is(err, userns.ErrLeaseHeld) && strings.Contains(key, "shared") {
 			// Another live process holds it: a second claim never
 			// takes a live lease over.
 			fmt.Fprintf(out, "HELD %s\n", key)
@@ -399,7 +401,7 @@ func TestConcurrentProcesses(t *testing.T) {
 		}
 		cmds[i] = cmd
 	}
-	got := map[string]Range{}
+	got := map[string]userns.Range{}
 	claims := map[string]int{} // per shared key: leases plus refusals
 	for i, cmd := range cmds {
 		if err := cmd.Wait(); err != nil {
@@ -416,7 +418,7 @@ func TestConcurrentProcesses(t *testing.T) {
 			}
 			var l struct {
 				Key   string
-				Range Range
+				Range userns.Range
 			}
 			if err := json.Unmarshal([]byte(js), &l); err != nil {
 				t.Fatal(err)

@@ -1,4 +1,4 @@
-package userns
+package idalloc
 
 import (
 	"encoding/json"
@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/stockade-dev/stockade/profiles/userns"
 )
 
 // liveOther returns the owner of a running child process (another shim, as
@@ -70,7 +72,7 @@ func TestLeaseKeyNamespaces(t *testing.T) {
 		}
 	}
 	for _, c := range [][2]string{{"", "x"}, {"x", ""}, {"a@b", "c"}, {"a", "../x"}} {
-		if _, err := LeaseKey(c[0], c[1]); !errors.Is(err, ErrInvalid) {
+		if _, err := LeaseKey(c[0], c[1]); !errors.Is(err, userns.ErrInvalid) {
 			t.Errorf("LeaseKey(%q, %q) = %v, want ErrInvalid", c[0], c[1], err)
 		}
 	}
@@ -87,7 +89,7 @@ func TestSecondClaimOnLiveLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = a.Allocate("ns@pod", me(t))
-	if !errors.Is(err, ErrLeaseHeld) {
+	if !errors.Is(err, userns.ErrLeaseHeld) {
 		t.Fatalf("second claim on a live lease = %v, want ErrLeaseHeld", err)
 	}
 	var kind interface{ AlreadyExists() }
@@ -109,8 +111,8 @@ func TestBareLeasesFromVersion1(t *testing.T) {
 	dir := t.TempDir()
 	a := newAlloc(t, dir, 4)
 	live, dead := liveOther(t), Owner{Pid: 1 << 30, StartTime: 1}
-	write := func(key string, slot int, o Owner) Range {
-		r := a.pool.slot(slot)
+	write := func(key string, slot int, o Owner) userns.Range {
+		r := userns.Range{Start: a.pool.Start + uint32(slot)*userns.RangeSize, Size: userns.RangeSize}
 		b, _ := json.Marshal(map[string]any{"version": 1, "key": key, "start": r.Start, "size": r.Size, "owner": o, "created": time.Now()})
 		if err := os.WriteFile(filepath.Join(dir, "leases", key+".json"), b, 0o600); err != nil {
 			t.Fatal(err)
@@ -135,15 +137,15 @@ func TestBareLeasesFromVersion1(t *testing.T) {
 	if err := a.Release("same-id"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Lookup("same-id"); !errors.Is(err, ErrNotFound) {
+	if _, err := a.Lookup("same-id"); !errors.Is(err, userns.ErrNotFound) {
 		t.Fatalf("released version 1 lease still there: %v", err)
 	}
 	// A version 1 file whose key claims a namespace is corrupt, not trusted.
-	b, _ := json.Marshal(map[string]any{"version": 1, "key": "x@y", "start": 1 << 31, "size": RangeSize, "owner": live})
+	b, _ := json.Marshal(map[string]any{"version": 1, "key": "x@y", "start": 1 << 31, "size": userns.RangeSize, "owner": live})
 	if err := os.WriteFile(filepath.Join(dir, "leases", "x@y.json"), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Lookup("x@y"); !errors.Is(err, ErrCorruptState) {
+	if _, err := a.Lookup("x@y"); !errors.Is(err, userns.ErrCorruptState) {
 		t.Fatalf("version 1 lease with a namespace: %v, want ErrCorruptState", err)
 	}
 }
@@ -159,17 +161,17 @@ func TestRangeSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	big, err := NewSizedAllocator(dir, testPool(8), 2*RangeSize)
+	big, err := NewSizedAllocator(dir, testPool(8), 2*userns.RangeSize)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]Range{}
+	got := map[string]userns.Range{}
 	for _, k := range []string{"t@b0", "t@b1", "t@b2"} {
 		r, err := big.Allocate(k, o)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Size != 2*RangeSize || (r.Start-big.pool.Start)%(2*RangeSize) != 0 || r.Overlaps(small) {
+		if r.Size != 2*userns.RangeSize || (r.Start-big.pool.Start)%(2*userns.RangeSize) != 0 || r.Overlaps(small) {
 			t.Fatalf("%s: %v (the default-size lease holds %v)", k, r, small)
 		}
 		for k2, r2 := range got {
@@ -179,15 +181,15 @@ func TestRangeSize(t *testing.T) {
 		}
 		got[k] = r
 	}
-	if _, err := big.Allocate("t@b3", o); !errors.Is(err, ErrPoolExhausted) {
+	if _, err := big.Allocate("t@b3", o); !errors.Is(err, userns.ErrPoolExhausted) {
 		t.Fatalf("8 small slots, one taken: 3 double ranges fit, got %v", err)
 	}
-	for _, size := range []uint32{0, RangeSize + 1, 3 * RangeSize / 2, MaxRangeSize + RangeSize} {
-		if _, err := NewSizedAllocator(dir, testPool(8), size); !errors.Is(err, ErrInvalid) {
+	for _, size := range []uint32{0, userns.RangeSize + 1, 3 * userns.RangeSize / 2, userns.MaxRangeSize + userns.RangeSize} {
+		if _, err := NewSizedAllocator(dir, testPool(8), size); !errors.Is(err, userns.ErrInvalid) {
 			t.Errorf("size %d: %v, want ErrInvalid", size, err)
 		}
 	}
-	if _, err := NewSizedAllocator(dir, testPool(1), 2*RangeSize); !errors.Is(err, ErrInvalid) {
+	if _, err := NewSizedAllocator(dir, testPool(1), 2*userns.RangeSize); !errors.Is(err, userns.ErrInvalid) {
 		t.Errorf("a pool smaller than one range: %v, want ErrInvalid", err)
 	}
 }

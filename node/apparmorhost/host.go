@@ -1,4 +1,4 @@
-package apparmor
+package apparmorhost
 
 import (
 	"bufio"

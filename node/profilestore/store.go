@@ -1,4 +1,4 @@
-package recorded
+package profilestore
 
 import (
 	"errors"
@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/stockade-dev/stockade/node/fileutil"
+	"github.com/stockade-dev/stockade/profiles/recorded"
 	"golang.org/x/sys/unix"
 )
 
@@ -56,7 +58,7 @@ func (s *Store) goarch() string {
 }
 
 // Path is the file that holds n.
-func (s *Store) Path(n Name) string {
+func (s *Store) Path(n recorded.Name) string {
 	return filepath.Join(s.Dir, n.Namespace, n.Workload, n.Container+ext)
 }
 
@@ -73,13 +75,13 @@ func storeErr(dir string, err error) error {
 	return fmt.Errorf("profile store %s: %w", dir, err)
 }
 
-func (s *Store) notFound(n Name) error {
+func (s *Store) notFound(n recorded.Name) error {
 	return errdefs.ErrNotFound.WithMessage(fmt.Sprintf("recorded profile %q not found in store %s", n.String(), s.Dir))
 }
 
 // Load returns the stored profile n. Writers replace files by rename, so
 // a reader needs no lock and never sees a partial file.
-func (s *Store) Load(n Name) (*Profile, error) {
+func (s *Store) Load(n recorded.Name) (*recorded.Profile, error) {
 	if err := n.Validate(); err != nil {
 		return nil, err
 	}
@@ -94,7 +96,7 @@ func (s *Store) Load(n Name) (*Profile, error) {
 }
 
 // read returns the stored profile n, or nil when there is none.
-func (s *Store) read(n Name) (*Profile, error) {
+func (s *Store) read(n recorded.Name) (*recorded.Profile, error) {
 	path := s.Path(n)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -103,7 +105,7 @@ func (s *Store) read(n Name) (*Profile, error) {
 	if err != nil {
 		return nil, storeErr(s.Dir, err)
 	}
-	p, err := Decode(data, s.goarch())
+	p, err := recorded.Decode(data, s.goarch())
 	if err != nil {
 		return nil, fmt.Errorf("recorded profile %q, file %s: %w", n.String(), path, err)
 	}
@@ -120,11 +122,11 @@ func (s *Store) read(n Name) (*Profile, error) {
 // so a crash leaves the old or the new profile. A corrupt stored profile
 // is neither merged into nor replaced: the error (ErrDataLoss) names the
 // file for the operator to look at.
-func (s *Store) Save(p *Profile) (*Profile, error) {
+func (s *Store) Save(p *recorded.Profile) (*recorded.Profile, error) {
 	if p == nil {
 		return nil, fmt.Errorf("save recorded profile: nil profile: %w", errdefs.ErrInvalidArgument)
 	}
-	if err := p.check(s.goarch(), false); err != nil {
+	if err := p.ValidateUnsealed(s.goarch()); err != nil {
 		return nil, fmt.Errorf("save recorded profile %s: %w: %w", p.Name, err, errdefs.ErrInvalidArgument)
 	}
 	n := p.Name
@@ -141,38 +143,27 @@ func (s *Store) Save(p *Profile) (*Profile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("save recorded profile %s: %w", n, err)
 	}
-	merged := normalized(p)
+	merged := recorded.Normalize(p)
 	if old != nil {
-		if merged, err = Merge(old, p); err != nil {
+		if merged, err = recorded.Merge(old, p); err != nil {
 			return nil, err
 		}
 	}
-	data, err := Encode(merged)
+	data, err := recorded.Encode(merged)
 	if err != nil {
 		return nil, fmt.Errorf("save recorded profile %s: %w", n, err)
 	}
-	if err := WriteFile(path, data); err != nil {
+	if err := fileutil.WriteFile(path, data, 0o644); err != nil {
 		return nil, fmt.Errorf("save recorded profile %s: %w", n, storeErr(s.Dir, err))
 	}
 	return merged, nil
 }
 
-// normalized is p as Merge would return it, without changing p.
-func normalized(p *Profile) *Profile {
-	c := &Profile{
-		APIVersion: APIVersion, Kind: Kind, Name: p.Name,
-		Images: slices.Clone(p.Images), Runs: p.Runs,
-		FirstRecorded: p.FirstRecorded.UTC(), LastRecorded: p.LastRecorded.UTC(),
-		Syscalls: unionSyscalls(p.Syscalls),
-	}
-	c.seal()
-	return c
-}
-
 // lock takes the exclusive lock of n, creating its directories when
-// create is set. Delete unlinks lock files while holding them, so a waiter
-// may get the lock of a file that is gone; it then locks the new one.
-func (s *Store) lock(n Name, create bool) (unlock func(), err error) {
+// create is set. Delete unlinks lock files (and empties directories)
+// while holding them; fileutil.Lock re-locks a replaced file, and a
+// directory removed between MkdirAll and the open is made again.
+func (s *Store) lock(n recorded.Name, create bool) (unlock func(), err error) {
 	path := s.Path(n) + lockExt
 	for attempt := 0; ; attempt++ {
 		if create {
@@ -180,91 +171,22 @@ func (s *Store) lock(n Name, create bool) (unlock func(), err error) {
 				return nil, storeErr(s.Dir, err)
 			}
 		}
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		unlock, err := fileutil.Lock(path, 0o644)
 		if errors.Is(err, fs.ErrNotExist) && create && attempt < 100 {
 			continue // Delete removed the emptied directories just now
 		}
 		if err != nil {
 			return nil, storeErr(s.Dir, err)
 		}
-		if err := flock(f); err != nil {
-			_ = f.Close()
-			return nil, storeErr(s.Dir, fmt.Errorf("lock %s: %w", path, err))
-		}
-		var held, now unix.Stat_t
-		if err := unix.Fstat(int(f.Fd()), &held); err != nil {
-			_ = f.Close()
-			return nil, storeErr(s.Dir, fmt.Errorf("stat %s: %w", path, err))
-		}
-		if err := unix.Stat(path, &now); err == nil && now.Dev == held.Dev && now.Ino == held.Ino {
-			// Closing the file releases the lock.
-			return func() { _ = f.Close() }, nil
-		}
-		_ = f.Close()
+		return unlock, nil
 	}
-}
-
-func flock(f *os.File) error {
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if !errors.Is(err, unix.EINTR) {
-			return err
-		}
-	}
-}
-
-// WriteFile replaces path with data durably: a synced temporary file in
-// the same directory is renamed over it and the directory synced, so the
-// file is always either the old or the new content, also after a crash,
-// and a reader (the kubelet reading an exported Localhost profile) never
-// sees half of it.
-func WriteFile(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	// CreateTemp makes the file 0600; profiles are not secret, and
-	// whoever reads the store (the CLI, a copy to the kubelet's profile
-	// directory) need not be root.
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // List returns every stored profile, sorted by name. Profiles that cannot
 // be read are reported in the errors, each naming its file, and left out.
-func (s *Store) List() ([]*Profile, []error) {
+func (s *Store) List() ([]*recorded.Profile, []error) {
 	var (
-		profiles []*Profile
+		profiles []*recorded.Profile
 		errs     []error
 	)
 	namespaces, err := readDirs(s.Dir)
@@ -289,8 +211,8 @@ func (s *Store) List() ([]*Profile, []error) {
 				if !ok || !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
 					continue // lock and temporary files
 				}
-				n := Name{Namespace: ns, Workload: w, Container: ctr}
-				if err := n.check(); err != nil {
+				n := recorded.Name{Namespace: ns, Workload: w, Container: ctr}
+				if err := n.Validate(); err != nil {
 					errs = append(errs, fmt.Errorf("profile store %s: file %s: not a recorded profile: %w: %w", s.Dir, filepath.Join(dir, e.Name()), err, errdefs.ErrDataLoss))
 					continue
 				}
@@ -304,11 +226,11 @@ func (s *Store) List() ([]*Profile, []error) {
 			}
 		}
 	}
-	slices.SortFunc(profiles, func(a, b *Profile) int { return compareNames(a.Name, b.Name) })
+	slices.SortFunc(profiles, func(a, b *recorded.Profile) int { return compareNames(a.Name, b.Name) })
 	return profiles, errs
 }
 
-func compareNames(a, b Name) int {
+func compareNames(a, b recorded.Name) int {
 	if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
 		return c
 	}
@@ -335,7 +257,7 @@ func readDirs(dir string) ([]string, error) {
 
 // Delete removes the stored profile n, its lock file and the directories
 // it leaves empty.
-func (s *Store) Delete(n Name) error {
+func (s *Store) Delete(n recorded.Name) error {
 	if err := n.Validate(); err != nil {
 		return err
 	}

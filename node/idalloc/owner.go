@@ -1,4 +1,4 @@
-package userns
+package idalloc
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/stockade-dev/stockade/profiles/userns"
 )
 
 // Owner identifies the process holding a lease (the pod's shim). A pid alone
@@ -39,7 +41,7 @@ func ProcessOwner(pid int) (Owner, error) {
 		return Owner{}, err
 	}
 	if state == 'Z' || state == 'X' {
-		return Owner{}, fmt.Errorf("process %d has exited: %w", pid, ErrNotFound)
+		return Owner{}, fmt.Errorf("process %d has exited: %w", pid, userns.ErrNotFound)
 	}
 	return Owner{Pid: pid, StartTime: st, BootID: bootID()}, nil
 }
@@ -57,7 +59,7 @@ func (o Owner) Alive() bool {
 	}
 	st, state, err := processStart(o.Pid)
 	if err != nil {
-		return !errors.Is(err, ErrNotFound)
+		return !errors.Is(err, userns.ErrNotFound)
 	}
 	if state == 'Z' || state == 'X' {
 		return false
@@ -72,7 +74,7 @@ func OwnerAlive(l Lease) bool { return l.Owner.Alive() }
 func processStart(pid int) (start uint64, state byte, err error) {
 	data, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procRoot, pid))
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, 0, fmt.Errorf("process %d: %w", pid, ErrNotFound)
+		return 0, 0, fmt.Errorf("process %d: %w", pid, userns.ErrNotFound)
 	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("process %d: %w", pid, err)
@@ -86,16 +88,16 @@ func processStart(pid int) (start uint64, state byte, err error) {
 func parseStat(data []byte) (start uint64, state byte, err error) {
 	i := bytes.LastIndexByte(data, ')')
 	if i < 0 {
-		return 0, 0, fmt.Errorf("malformed stat %q: %w", data, ErrInvalid)
+		return 0, 0, fmt.Errorf("malformed stat %q: %w", data, userns.ErrInvalid)
 	}
 	fields := strings.Fields(string(data[i+1:]))
 	// fields[0] is field 3 (state), so field 22 is fields[19].
 	if len(fields) < 20 || len(fields[0]) != 1 {
-		return 0, 0, fmt.Errorf("malformed stat %q: %w", data, ErrInvalid)
+		return 0, 0, fmt.Errorf("malformed stat %q: %w", data, userns.ErrInvalid)
 	}
 	start, err = strconv.ParseUint(fields[19], 10, 64)
 	if err != nil {
-		return 0, 0, fmt.Errorf("malformed stat start time %q: %w", fields[19], ErrInvalid)
+		return 0, 0, fmt.Errorf("malformed stat start time %q: %w", fields[19], userns.ErrInvalid)
 	}
 	return start, fields[0][0], nil
 }

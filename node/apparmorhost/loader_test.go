@@ -1,4 +1,4 @@
-package apparmor
+package apparmorhost
 
 import (
 	"context"
@@ -10,6 +10,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/stockade-dev/stockade/profiles/apparmor"
+	"github.com/stockade-dev/stockade/profiles/apparmor/apparmortest"
 )
 
 const testBoot = "0f0e0d0c-0b0a-0908-0706-050403020100"
@@ -73,8 +77,8 @@ func testLoader(t *testing.T, k *fakeKernel, state, cache string) *Loader {
 	return &Loader{Host: k, Parser: k, StateDir: state, CacheDir: cache, BootID: testBoot}
 }
 
-func testProfile(t *testing.T) Profile {
-	p, err := Render(criSpec(false, criDefaultCaps), Policy{})
+func testProfile(t *testing.T) apparmor.Profile {
+	p, err := apparmor.Render(&specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: []string{"CAP_CHOWN", "CAP_NET_BIND_SERVICE"}}}}, apparmor.Policy{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +200,7 @@ func isInternal(err error) bool {
 func TestLoaderRejectsBadInput(t *testing.T) {
 	ctx := context.Background()
 	l := testLoader(t, newFakeKernel(t), t.TempDir(), t.TempDir())
-	if _, err := l.Acquire(ctx, Profile{Name: "../../etc/x", Text: "x"}, "c1"); err == nil {
+	if _, err := l.Acquire(ctx, apparmor.Profile{Name: "../../etc/x", Text: "x"}, "c1"); err == nil {
 		t.Error("path-like profile name accepted")
 	}
 	if _, err := l.Acquire(ctx, testProfile(t), ""); err == nil {
@@ -282,16 +286,16 @@ func (c *cachingParser) Run(ctx context.Context, args ...string) ([]byte, error)
 	if args[0] != "--replace" {
 		return nil, fmt.Errorf("unexpected call %v", args)
 	}
-	real := append([]string{"-Q", "--show-cache", "-M", featuresFile}, args[1:]...)
+	real := append([]string{"-Q", "--show-cache", "-M", apparmortest.FeaturesFile}, args[1:]...)
 	out, err := exec.CommandContext(ctx, c.path, real...).CombinedOutput()
 	c.out = append(c.out, string(out))
 	return out, err
 }
 
 func TestLoaderCompiledCache(t *testing.T) {
-	parser := parserPath(t)
-	if _, err := os.Stat(featuresFile); err != nil {
-		t.Skipf("%s missing: without a feature set the parser refuses to cache", featuresFile)
+	parser := apparmortest.ParserPath(t)
+	if _, err := os.Stat(apparmortest.FeaturesFile); err != nil {
+		t.Skipf("%s missing: without a feature set the parser refuses to cache", apparmortest.FeaturesFile)
 	}
 	ctx := context.Background()
 	k := newFakeKernel(t)
