@@ -9,8 +9,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,7 +49,11 @@ type options struct {
 	sinks      []Sink
 	readProc   func(pid int) (comm, exe string)
 	now        func() time.Time
+	recv       receiverOptions
 }
+
+// withReceiver sets how notify fds are received (Storm compares them).
+func withReceiver(r receiverOptions) Option { return func(o *options) { o.recv = r } }
 
 // WithContext sets the context whose logger (log.G) the agent uses.
 func WithContext(ctx context.Context) Option { return func(o *options) { o.ctx = ctx } }
@@ -113,6 +119,13 @@ type Agent struct {
 
 	readProc func(pid int) (comm, exe string)
 	now      func() time.Time
+	// newProcs makes a receiver's comm/exe cache; tests replace it.
+	newProcs func() *procCache
+
+	// recv is how sources receive; recv.stopFd is the eventfd Close
+	// signals, threads counts receivers on threads of their own.
+	recv    receiverOptions
+	threads atomic.Int32
 
 	mu      sync.Mutex
 	closed  bool
@@ -169,6 +182,19 @@ func New(cfg config.Denials, node string, opts ...Option) (*Agent, error) {
 		regs:     make(map[string]*registration),
 		sources:  make(map[source]struct{}),
 		stop:     make(chan struct{}),
+		recv:     o.recv,
+	}
+	a.newProcs = func() *procCache { return newProcCache(a.readProc, a.now) }
+	a.recv.threads = &a.threads
+	if a.recv.maxThreads <= 0 {
+		// Receivers on threads of their own wait in ppoll, holding no P;
+		// a few more than there are Ps serve concurrent bursts.
+		a.recv.maxThreads = int32(max(2, runtime.GOMAXPROCS(0)))
+	}
+	// Without the eventfd, a busy receiver notices Close within busyIdle.
+	a.recv.stopFd = -1
+	if efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err == nil {
+		a.recv.stopFd = efd
 	}
 	a.pipe = newPipeline(o.ctx, cfg.QueueSize, sinks, &a.stats)
 	a.loopsEnd.Add(3)
@@ -322,10 +348,18 @@ func (a *Agent) Close() error {
 
 	err := a.ln.Close()
 	close(a.stop)
+	if a.recv.stopFd > 0 {
+		// Wakes every receiver waiting on a thread of its own.
+		var one = [8]byte{1}
+		_, _ = unix.Write(a.recv.stopFd, one[:])
+	}
 	for _, s := range srcs {
 		_ = s.close()
 	}
 	a.serving.Wait()
+	if a.recv.stopFd > 0 {
+		_ = unix.Close(a.recv.stopFd)
+	}
 	a.loopsEnd.Wait()
 	for _, r := range a.agg.flushAll() {
 		a.pipe.emit(r)
@@ -371,12 +405,14 @@ func (a *Agent) serve(reg *registration, src source) bool {
 	a.serving.Add(1)
 	a.mu.Unlock()
 	go func() {
+		rc := &receiver{reg: reg, src: src, procs: a.newProcs()}
 		defer a.serving.Done()
 		defer func() {
 			a.mu.Lock()
 			delete(a.sources, src)
 			a.mu.Unlock()
 			_ = src.close()
+			rc.procs.closeAll()
 		}()
 		for {
 			n, err := src.receive()
@@ -386,46 +422,90 @@ func (a *Agent) serve(reg *registration, src source) bool {
 				}
 				return
 			}
-			a.handle(reg, src, n)
+			a.handle(rc, n)
 		}
 	}()
 	return true
 }
 
-// handle answers one notification and produces its record. The order is the
-// point: /proc is read while the syscall is still blocked (so the pid cannot
-// have been reused), validity is checked after reading (so a pid that died
-// and was reused in between is never attributed), the kernel is answered
-// next, and only then is anything queued: the sinks never delay a workload.
-// A repeat inside an aggregation window from the pid of the previous
-// occurrence skips /proc.
+// receiver is the state of one source's serving goroutine.
+type receiver struct {
+	reg   *registration
+	src   source
+	procs *procCache
+	// memo is the last verdict: a loop repeats one call with the same
+	// arguments, and a verdict may have to evaluate argument rules.
+	memo struct {
+		ok    bool
+		nr    int
+		arch  string
+		args  [6]uint64
+		errno syscall.Errno
+	}
+}
+
+// answer is reg.answer with the memo in front.
+func (rc *receiver) answer(n notification) syscall.Errno {
+	m := &rc.memo
+	if m.ok && m.nr == n.nr && m.arch == n.arch && m.args == n.args {
+		return m.errno
+	}
+	m.ok, m.nr, m.arch, m.args = true, n.nr, n.arch, n.args
+	m.errno = rc.reg.answer(n)
+	return m.errno
+}
+
+// handle answers one notification and produces its record. The kernel is
+// answered first: while the thread waits, only its verdict is computed and,
+// when the notification will be a record of its own (not a repeat folded
+// into a window), the thread is pinned by a pidfd (procCache.pin; no
+// syscall at all for a thread already pinned). comm and exe are read
+// after the answer, through the pin, so a pid reused meanwhile is never
+// attributed. Only then is anything queued: the sinks never delay a
+// workload.
+//
+// Where threads cannot be pinned (kernels before 6.9), /proc is read
+// before the answer and the notification checked to be still valid after
+// the read, so a pid that died and was reused in between is never
+// attributed either.
 //
 // A notification the kernel no longer accepts an answer for is not counted:
 // its process was interrupted by a signal (the syscall restarts and is
 // notified again) or died, so the workload never saw that denial.
-func (a *Agent) handle(reg *registration, src source, n notification) {
+func (a *Agent) handle(rc *receiver, n notification) {
+	reg, src := rc.reg, rc.src
 	a.stats.notifications.Add(1)
+	errno := rc.answer(n)
 	now := a.now()
-	errno := reg.answer(n)
-	action := ActionDenied
-	if errno == 0 {
-		action = ActionAllowed
-	}
 	// The answer is part of the key: with per-rule verdicts one syscall can
 	// be denied for some arguments and only logged for others. The pid and
 	// the arguments are too: folding must never merge two processes or two
 	// argument sets into a record that names only one of them.
 	key := aggKey{containerID: reg.id, arch: n.arch, nr: n.nr, errno: errno, pid: n.pid, args: n.args}
 	fold, comm, exe := a.agg.folds(key, now)
+	pinned := false
 	if !fold {
-		comm, exe = a.readProc(n.pid)
-		if !src.valid(n.id) {
-			comm, exe = "", ""
+		if pinned = rc.procs.pin(n.pid); !pinned {
+			comm, exe = a.readProc(n.pid)
+			if !src.valid(n.id) {
+				comm, exe = "", ""
+			}
 		}
 	}
 	if err := src.respond(n.id, errno); err != nil {
 		a.stats.responseErrs.Add(1)
+		if pinned {
+			rc.procs.unpin(n.pid)
+		}
 		return
+	}
+	// Answered: the workload runs again. Everything below is bookkeeping.
+	if pinned {
+		comm, exe = rc.procs.read(n.pid)
+	}
+	action := ActionDenied
+	if errno == 0 {
+		action = ActionAllowed
 	}
 	if isRuntimeProbe(n, comm) {
 		a.stats.runtimeProbes.Add(1)

@@ -153,6 +153,14 @@ func newTestAgent(t *testing.T, cfg config.Denials, sinks ...Sink) *Agent {
 		t.Fatal(err)
 	}
 	a.readProc = func(pid int) (string, string) { return "comm-" + strconv.Itoa(pid), "/bin/exe-" + strconv.Itoa(pid) }
+	// The fake pids are not threads of this machine: no pidfds, so /proc
+	// is "read" before the answer (the path kernels before 6.9 take).
+	// Tests of the pidfd path install their own cache.
+	a.newProcs = func() *procCache {
+		c := newProcCache(a.readProc, a.now)
+		c.open = func(int) (int, error) { return -1, syscall.ENOSYS }
+		return c
+	}
 	t.Cleanup(func() { _ = a.Close() })
 	return a
 }

@@ -69,7 +69,7 @@ func (a *Agent) handleConn(c *net.UnixConn) {
 		reg = fallbackRegistration(st, "")
 		log.G(a.ctx).WithField("container_id", st.State.ID).Warn("seccomp notify fd for an unregistered container; attributing from its annotations")
 	}
-	src, err := newFDSource(fd)
+	src, err := newFDSource(fd, a.recv)
 	if err != nil {
 		log.G(a.ctx).WithError(err).WithField("container_id", reg.id).Error("failed to serve seccomp notify fd")
 		return

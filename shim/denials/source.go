@@ -3,7 +3,9 @@ package denials
 import (
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,6 +17,43 @@ var ErrNotSupported = errors.New("seccomp user notification not supported by thi
 // errSourceDone ends serving a source: the filter has no users left (every
 // process holding it exited) or the agent closed it.
 var errSourceDone = errors.New("notification source finished")
+
+// Receiver modes (receiverOptions.mode).
+const (
+	// receiveAdaptive waits in the netpoller while a filter is idle and
+	// moves to a thread of its own during a burst (the default).
+	receiveAdaptive = iota
+	// receivePoller always waits in the netpoller.
+	receivePoller
+	// receiveThread always waits on a thread of its own.
+	receiveThread
+)
+
+// Adaptive receiver tuning. A burst is burstLen notifications each less
+// than burstGap after the previous one: a loop retrying a denied call, not
+// a program that trips a denial now and then. busyIdle without a
+// notification ends the burst and frees the thread.
+const (
+	burstLen = 8
+	burstGap = 2 * time.Millisecond
+	busyIdle = 100 * time.Millisecond
+)
+
+// receiverOptions tune how notify fds are received. The zero value is the
+// production setting.
+type receiverOptions struct {
+	mode int
+	// noSyncWakeUp leaves SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP off.
+	noSyncWakeUp bool
+	// threads bounds the receivers on threads of their own at one time
+	// (shared by the agent's sources); nil means no bound.
+	threads *atomic.Int32
+	// maxThreads is the bound threads is checked against.
+	maxThreads int32
+	// stopFd, when > 0, is an eventfd that becomes readable when the
+	// agent closes: it wakes receivers waiting on their own threads.
+	stopFd int
+}
 
 // notification is one notified syscall, in the agent's own terms so the
 // agent's logic can be tested with a fake source and no kernel.

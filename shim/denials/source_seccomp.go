@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
-	"sync/atomic"
 	"syscall"
+	"time"
+	"unsafe"
 
 	libseccomp "github.com/seccomp/libseccomp-golang"
 	"golang.org/x/sys/unix"
@@ -17,61 +19,207 @@ import (
 // Supported reports whether this build can serve seccomp notify fds.
 const Supported = true
 
-// fdSource serves one seccomp notify fd.
+// fdSource serves one seccomp notify fd with raw ioctls on buffers it owns
+// (notif_linux.go): no cgo call and no allocation per notification.
 //
-// The fd goes into Go's netpoller rather than a blocking receive: the
-// SECCOMP_IOCTL_NOTIF_RECV ioctl sleeps on a semaphore that is not woken
-// when the filter's last process exits (only poll reports that, as POLLHUP),
-// so a blocking receive would pin a thread forever per exited process. With
-// the poller an idle fd costs no thread, and closing the file wakes it.
+// It waits in one of two ways:
+//
+//   - idle: a dup of the fd sits in Go's netpoller, so an idle filter costs
+//     no thread, and closing that dup wakes the waiter;
+//   - busy: during a burst, the receiving goroutine locks itself to its
+//     thread and waits in ppoll on the fd and the agent's stop eventfd,
+//     then receives. The kernel wakes that thread directly from the
+//     filter's wait queue, without the netpoller's epoll round and
+//     goroutine hand-off; after busyIdle without a notification it unlocks
+//     and goes back to the netpoller.
+//
+// It never waits in a blocking SECCOMP_IOCTL_NOTIF_RECV, although that is
+// the fastest wait (TestBlockedRecv measures all three): on this kernel
+// neither closing the fd nor a signal ends a blocked RECV (Go's handlers
+// are SA_RESTART, and closing only drops the fd table's reference), so a
+// receiver blocked there would pin its thread until the filter's next
+// notification, possibly forever. ppoll says a notification is pending
+// first; RECV then returns at once, because each fd has exactly one
+// receiver (a pending notification can only be taken by it, or withdrawn,
+// which RECV reports as ENOENT rather than blocking).
+//
+// A filter whose processes have all exited polls POLLHUP (and, from Linux
+// 6.11, fails RECV with ENOENT): the source is done.
 type fdSource struct {
-	f      *os.File
-	rc     syscall.RawConn
-	closed atomic.Bool
+	// fd is the notify fd. Only the receiving goroutine uses it; it closes
+	// it on its way out (or close does, when no receive is running).
+	fd  int
+	opt receiverOptions
+
+	mu     sync.Mutex
+	closed bool
+	// receiving is set once the receiving goroutine runs: from then on
+	// only it closes fd, since it may be using it.
+	receiving bool
+	fdClosed  bool
+	// f is the netpoller's dup of fd in idle mode, nil in busy mode.
+	f  *os.File
+	rc syscall.RawConn
+
+	// State of the receiving goroutine.
+	busy    bool
+	locked  bool
+	last    time.Time
+	streak  int
+	req     seccompNotif
+	resp    seccompNotifResp
+	idBuf   uint64
+	pfd     [2]unix.PollFd
+	lastKey uint64
+	lastN   string
+	lastA   string
 }
 
-func newFDSource(fd int) (source, error) {
-	if err := unix.SetNonblock(fd, true); err != nil {
-		_ = unix.Close(fd)
-		return nil, fmt.Errorf("failed to make seccomp notify fd non-blocking: %w", err)
+func newFDSource(fd int, opt receiverOptions) (source, error) {
+	if !opt.noSyncWakeUp {
+		// Best effort: before Linux 6.6 the flag does not exist, and the
+		// wake-ups simply stay as they were.
+		_ = notifSetSyncWakeUp(fd)
 	}
-	f := os.NewFile(uintptr(fd), "seccomp-notify")
+	s := &fdSource{fd: fd, opt: opt, lastKey: ^uint64(0)}
+	if opt.mode == receiveThread {
+		return s, nil
+	}
+	if err := s.attachPoller(); err != nil {
+		_ = unix.Close(fd)
+		return nil, err
+	}
+	return s, nil
+}
+
+// attachPoller puts a dup of fd into the netpoller (idle mode). Called by
+// the receiving goroutine, or before it starts.
+func (s *fdSource) attachPoller() error {
+	dup, err := unix.FcntlInt(uintptr(s.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("failed to dup seccomp notify fd: %w", err)
+	}
+	if err := unix.SetNonblock(dup, true); err != nil {
+		_ = unix.Close(dup)
+		return fmt.Errorf("failed to make seccomp notify fd non-blocking: %w", err)
+	}
+	f := os.NewFile(uintptr(dup), "seccomp-notify")
 	rc, err := f.SyscallConn()
 	if err != nil {
 		_ = f.Close()
-		return nil, fmt.Errorf("failed to poll seccomp notify fd: %w", err)
+		return fmt.Errorf("failed to poll seccomp notify fd: %w", err)
 	}
-	return &fdSource{f: f, rc: rc}, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		_ = f.Close()
+		return errSourceDone
+	}
+	s.f, s.rc = f, rc
+	return nil
+}
+
+// detachPoller takes the fd out of the netpoller: closing the dup removes
+// its epoll registration, so wake-ups during a burst do not also wake a
+// thread in epoll_wait for nothing.
+func (s *fdSource) detachPoller() {
+	s.mu.Lock()
+	f := s.f
+	s.f, s.rc = nil, nil
+	s.mu.Unlock()
+	if f != nil {
+		_ = f.Close()
+	}
+}
+
+// enter marks a receive as running, or reports the source closed.
+func (s *fdSource) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.receiving = true
+	return true
+}
+
+// finish ends the receiving goroutine's use of the source for good.
+func (s *fdSource) finish() {
+	s.unlockThread()
+	s.detachPoller()
+	s.mu.Lock()
+	s.receiving = false
+	s.closed = true
+	if !s.fdClosed {
+		s.fdClosed = true
+		_ = unix.Close(s.fd)
+	}
+	s.mu.Unlock()
+}
+
+func (s *fdSource) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 func (s *fdSource) receive() (notification, error) {
-	var (
-		req  *libseccomp.ScmpNotifReq
-		rerr error
-	)
-	err := s.rc.Read(func(fd uintptr) bool {
+	if !s.enter() {
+		s.finish()
+		return notification{}, errSourceDone
+	}
+	var err error
+	for {
+		if s.busy || s.opt.mode == receiveThread {
+			err = s.receiveBusy()
+		} else {
+			err = s.receiveIdle()
+		}
+		if err != errRetry {
+			break
+		}
+	}
+	if err != nil {
+		s.finish()
+		return notification{}, err
+	}
+	s.noteArrival()
+	return s.notification(), nil
+}
+
+// errRetry asks receive to wait again (mode switched, notification withdrawn).
+var errRetry = errors.New("retry")
+
+// receiveIdle waits for a notification in the netpoller.
+func (s *fdSource) receiveIdle() error {
+	s.mu.Lock()
+	rc := s.rc
+	s.mu.Unlock()
+	if rc == nil {
+		if err := s.attachPoller(); err != nil {
+			return err
+		}
+		return errRetry
+	}
+	var rerr error
+	err := rc.Read(func(fd uintptr) bool {
 		for {
-			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			if _, err := unix.Poll(pfd, 0); err != nil {
-				if errors.Is(err, unix.EINTR) {
-					continue
-				}
-				rerr = fmt.Errorf("failed to poll seccomp notify fd: %w", err)
-				return true
-			}
-			ev := pfd[0].Revents
-			switch {
+			switch ev := pollNow(&s.pfd[0], s.fd); {
 			case ev&unix.POLLIN != 0:
 				// POLLIN means a notification is pending, so the receive,
 				// which cannot be made non-blocking, returns at once.
-				req, rerr = libseccomp.NotifReceive(libseccomp.ScmpFd(fd))
-				if errors.Is(rerr, unix.ENOENT) {
-					// The process was killed between the wake-up and the
-					// receive; its notification went with it.
-					req, rerr = nil, nil
+				switch e := notifRecv(s.fd, &s.req); e {
+				case 0:
+					return true
+				case unix.ENOENT, unix.EINTR:
+					// The thread was interrupted or killed between the
+					// wake-up and the receive; its notification went
+					// with it.
 					continue
+				default:
+					rerr = fmt.Errorf("failed to receive seccomp notification: %w", e)
+					return true
 				}
-				return true
 			case ev&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0:
 				rerr = errSourceDone
 				return true
@@ -83,76 +231,239 @@ func (s *fdSource) receive() (notification, error) {
 	if err != nil {
 		// The poller reports a closed file with an internal error value;
 		// the flag says whether the close was ours.
-		if s.closed.Load() {
-			return notification{}, errSourceDone
+		if s.isClosed() {
+			return errSourceDone
 		}
-		return notification{}, fmt.Errorf("failed to wait on seccomp notify fd: %w", err)
+		return fmt.Errorf("failed to wait on seccomp notify fd: %w", err)
 	}
-	if rerr != nil {
-		return notification{}, rerr
+	return rerr
+}
+
+// receiveBusy waits for a notification on this goroutine's own thread.
+func (s *fdSource) receiveBusy() error {
+	s.lockThread()
+	s.pfd[0] = unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN}
+	n := 1
+	if s.opt.stopFd > 0 {
+		s.pfd[1] = unix.PollFd{Fd: int32(s.opt.stopFd), Events: unix.POLLIN}
+		n = 2
 	}
-	n := notification{
-		id:   req.ID,
-		pid:  int(req.Pid),
-		nr:   int(req.Data.Syscall),
-		arch: req.Data.Arch.String(),
+	timeout := unix.NsecToTimespec(int64(busyIdle))
+	for {
+		if s.isClosed() {
+			return errSourceDone
+		}
+		_, _, e := unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&s.pfd[0])), uintptr(n),
+			uintptr(unsafe.Pointer(&timeout)), 0, 0, 0)
+		switch {
+		case e == unix.EINTR:
+			continue
+		case e != 0:
+			return fmt.Errorf("failed to wait on seccomp notify fd: %w", e)
+		case n == 2 && s.pfd[1].Revents != 0:
+			return errSourceDone
+		case s.pfd[0].Revents&unix.POLLIN != 0:
+			switch e := notifRecv(s.fd, &s.req); e {
+			case 0:
+				return nil
+			case unix.ENOENT, unix.EINTR:
+				continue
+			default:
+				return fmt.Errorf("failed to receive seccomp notification: %w", e)
+			}
+		case s.pfd[0].Revents != 0:
+			return errSourceDone
+		default:
+			// busyIdle passed without a notification: the burst is over.
+			if s.opt.mode == receiveThread {
+				continue
+			}
+			s.busy = false
+			s.unlockThread()
+			return errRetry
+		}
 	}
-	copy(n.args[:], req.Data.Args)
-	n.syscall = syscallName(req.Data.Arch, req.Data.Syscall)
-	return n, nil
+}
+
+// noteArrival tracks bursts and moves the receiver to a thread of its own
+// when one starts (adaptive mode).
+func (s *fdSource) noteArrival() {
+	if s.opt.mode != receiveAdaptive || s.busy {
+		return
+	}
+	now := time.Now()
+	if now.Sub(s.last) < burstGap {
+		s.streak++
+	} else {
+		s.streak = 0
+	}
+	s.last = now
+	if s.streak < burstLen {
+		return
+	}
+	if t := s.opt.threads; t != nil {
+		if t.Add(1) > s.opt.maxThreads {
+			t.Add(-1)
+			return
+		}
+	}
+	s.busy = true
+	s.streak = 0
+	s.detachPoller()
+	s.lockThread()
+}
+
+func (s *fdSource) lockThread() {
+	if s.locked {
+		return
+	}
+	runtime.LockOSThread()
+	s.locked = true
+}
+
+// unlockThread gives the thread back to the runtime and, in adaptive mode,
+// the slot back to the agent's bound.
+func (s *fdSource) unlockThread() {
+	if !s.locked {
+		return
+	}
+	runtime.UnlockOSThread()
+	s.locked = false
+	if s.opt.mode == receiveAdaptive && s.opt.threads != nil {
+		s.opt.threads.Add(-1)
+	}
+	s.busy = false
+}
+
+// notification converts the received buffer. Names come from caches, so
+// this allocates nothing once a syscall has been seen.
+func (s *fdSource) notification() notification {
+	d := &s.req.data
+	key := uint64(d.arch)<<32 | uint64(uint32(d.nr))
+	if key != s.lastKey {
+		s.lastKey = key
+		s.lastA, s.lastN = archName(d.arch), syscallName(d.arch, d.nr)
+	}
+	return notification{
+		id:      s.req.id,
+		pid:     int(s.req.pid),
+		nr:      int(d.nr),
+		arch:    s.lastA,
+		syscall: s.lastN,
+		args:    d.args,
+	}
 }
 
 func (s *fdSource) valid(id uint64) bool {
-	ok := false
-	_ = s.rc.Control(func(fd uintptr) {
-		ok = libseccomp.NotifIDValid(libseccomp.ScmpFd(fd), id) == nil
-	})
-	return ok
+	// Only the receiving goroutine calls valid and respond, between
+	// receives, so the fd is open.
+	s.idBuf = id
+	return notifIDValid(s.fd, &s.idBuf)
 }
 
 func (s *fdSource) respond(id uint64, errno syscall.Errno) error {
-	resp := &libseccomp.ScmpNotifResp{ID: id}
-	if errno == 0 {
-		resp.Flags = libseccomp.NotifRespFlagContinue
-	} else {
-		resp.Error = int32(errno)
-	}
-	var rerr error
-	if err := s.rc.Control(func(fd uintptr) {
-		rerr = libseccomp.NotifRespond(libseccomp.ScmpFd(fd), resp)
-	}); err != nil {
-		return fmt.Errorf("failed to answer seccomp notification: %w", err)
-	}
-	if rerr != nil {
-		return fmt.Errorf("failed to answer seccomp notification: %w", rerr)
+	if e := notifSend(s.fd, &s.resp, id, errno); e != 0 {
+		return fmt.Errorf("failed to answer seccomp notification: %w", e)
 	}
 	return nil
 }
 
+// close stops the source from any goroutine. A receive in progress is
+// woken (the netpoller's dup is closed; a receiver on its own thread wakes
+// on the agent's stop eventfd, or within busyIdle) and closes the fd on
+// its way out; with no receive in progress the fd is closed here. Either
+// way the kernel then fails this filter's notified syscalls with ENOSYS.
 func (s *fdSource) close() error {
-	if s.closed.Swap(true) {
+	s.mu.Lock()
+	if s.closed && s.fdClosed {
+		s.mu.Unlock()
 		return nil
 	}
-	return s.f.Close()
+	s.closed = true
+	f := s.f
+	s.f, s.rc = nil, nil
+	if !s.receiving && !s.fdClosed {
+		s.fdClosed = true
+		_ = unix.Close(s.fd)
+	}
+	s.mu.Unlock()
+	if f != nil {
+		_ = f.Close()
+	}
+	return nil
 }
 
-type sysKey struct {
-	arch libseccomp.ScmpArch
-	nr   libseccomp.ScmpSyscall
+// pollNow polls fd without waiting and returns its events.
+func pollNow(p *unix.PollFd, fd int) int16 {
+	*p = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	for {
+		_, _, e := unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(p)), 1, uintptr(unsafe.Pointer(&zeroTimespec)), 0, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return unix.POLLERR
+		}
+		return p.Revents
+	}
 }
 
-// names caches syscall names: libseccomp resolves them by scanning tables.
-var names sync.Map
+var zeroTimespec unix.Timespec
 
-func syscallName(arch libseccomp.ScmpArch, nr libseccomp.ScmpSyscall) string {
-	k := sysKey{arch, nr}
-	if v, ok := names.Load(k); ok {
-		return v.(string)
+// nameCache maps (audit arch, nr) to syscall names: libseccomp resolves
+// them by scanning tables, through cgo. A plain map under a lock, not a
+// sync.Map: boxing the key would allocate per lookup.
+var nameCache = struct {
+	sync.RWMutex
+	m map[uint64]string
+}{m: make(map[uint64]string)}
+
+func syscallName(arch uint32, nr int32) string {
+	key := uint64(arch)<<32 | uint64(uint32(nr))
+	nameCache.RLock()
+	name, ok := nameCache.m[key]
+	nameCache.RUnlock()
+	if ok {
+		return name
 	}
-	name, err := nr.GetNameByArch(arch)
-	if err != nil {
-		name = fmt.Sprintf("syscall_%d", int(nr))
+	name = fmt.Sprintf("syscall_%d", nr)
+	if a, ok := scmpArch(arch); ok {
+		if n, err := libseccomp.ScmpSyscall(nr).GetNameByArch(a); err == nil {
+			name = n
+		}
 	}
-	names.Store(k, name)
+	nameCache.Lock()
+	nameCache.m[key] = name
+	nameCache.Unlock()
 	return name
+}
+
+// scmpArch maps an AUDIT_ARCH value to libseccomp's arch, as libseccomp
+// does for a notification (x32 calls come as x86_64 with a flagged nr).
+func scmpArch(arch uint32) (libseccomp.ScmpArch, bool) {
+	switch arch {
+	case unix.AUDIT_ARCH_X86_64:
+		return libseccomp.ArchAMD64, true
+	case unix.AUDIT_ARCH_I386:
+		return libseccomp.ArchX86, true
+	case unix.AUDIT_ARCH_AARCH64:
+		return libseccomp.ArchARM64, true
+	case unix.AUDIT_ARCH_ARM:
+		return libseccomp.ArchARM, true
+	case unix.AUDIT_ARCH_PPC64LE:
+		return libseccomp.ArchPPC64LE, true
+	case unix.AUDIT_ARCH_S390X:
+		return libseccomp.ArchS390X, true
+	case unix.AUDIT_ARCH_RISCV64:
+		return libseccomp.ArchRISCV64, true
+	}
+	return 0, false
+}
+
+// archName is the record's arch: libseccomp's name, or the raw value.
+func archName(arch uint32) string {
+	if a, ok := scmpArch(arch); ok {
+		return a.String()
+	}
+	return fmt.Sprintf("audit_arch_%#x", arch)
 }

@@ -10,7 +10,7 @@ const Supported = false
 // newFDSource closes fd: without libseccomp the agent cannot answer it, and
 // a closed listener makes the kernel fail notified syscalls with ENOSYS,
 // which keeps them denied.
-func newFDSource(fd int) (source, error) {
+func newFDSource(fd int, _ receiverOptions) (source, error) {
 	_ = unix.Close(fd)
 	return nil, ErrNotSupported
 }
