@@ -69,7 +69,10 @@ func (r *Runtime) nodeConfig(ctx context.Context, opts *anypb.Any) (*config.Conf
 	if err != nil {
 		return nil, err
 	}
-	p, closers, err := buildPipeline(ctx, r.ns, c)
+	// The pipeline (and the denial agent in it) outlives this first
+	// Create: keep the request's values (log fields) but not its
+	// cancellation or deadline.
+	p, closers, err := buildPipeline(context.WithoutCancel(ctx), r.ns, c)
 	if err != nil {
 		return nil, err
 	}
