@@ -186,6 +186,7 @@ func New(cfg config.Denials, node string, opts ...Option) (*Agent, error) {
 	}
 	a.newProcs = func() *procCache { return newProcCache(a.readProc, a.now) }
 	a.recv.threads = &a.threads
+	a.recv.bursts = &a.stats.bursts
 	if a.recv.maxThreads <= 0 {
 		// Receivers on threads of their own wait in ppoll, holding no P;
 		// a few more than there are Ps serve concurrent bursts.
@@ -327,7 +328,11 @@ func (a *Agent) Unregister(containerID string) {
 }
 
 // Stats returns a snapshot of the agent's counters.
-func (a *Agent) Stats() Stats { return a.stats.snapshot() }
+func (a *Agent) Stats() Stats {
+	s := a.stats.snapshot()
+	s.ThreadReceivers = int(a.threads.Load())
+	return s
+}
 
 // Close stops the agent: no more fds are accepted, every notify fd is closed
 // (from then on the kernel fails the notified syscalls of those containers

@@ -33,6 +33,13 @@ func auditArch() (uint32, error) {
 // threads the runtime starts meanwhile come from its template thread, so
 // they do not inherit either.
 func loadNotifyFilter(nr uint32) (int, error) {
+	return loadFilter(nr, unix.SECCOMP_RET_USER_NOTIF, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER)
+}
+
+// loadFilter installs, on the calling thread only, a filter that returns
+// action for syscall nr and allows everything else; with
+// SECCOMP_FILTER_FLAG_NEW_LISTENER in flags it returns the listener fd.
+func loadFilter(nr, action uint32, flags uintptr) (int, error) {
 	arch, err := auditArch()
 	if err != nil {
 		return -1, err
@@ -51,7 +58,7 @@ func loadNotifyFilter(nr uint32) (int, error) {
 		{Code: ret, K: unix.SECCOMP_RET_ALLOW},
 		{Code: ldAbs, K: offNr},
 		{Code: jeq, K: nr, Jt: 0, Jf: 1},
-		{Code: ret, K: unix.SECCOMP_RET_USER_NOTIF},
+		{Code: ret, K: action},
 		{Code: ret, K: unix.SECCOMP_RET_ALLOW},
 	}
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
@@ -60,7 +67,7 @@ func loadNotifyFilter(nr uint32) (int, error) {
 		return -1, fmt.Errorf("failed to set no_new_privs: %w", err)
 	}
 	fd, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER,
-		unix.SECCOMP_FILTER_FLAG_NEW_LISTENER, uintptr(unsafe.Pointer(&fprog)))
+		flags, uintptr(unsafe.Pointer(&fprog)))
 	runtime.KeepAlive(prog)
 	if errno != 0 {
 		return -1, fmt.Errorf("failed to load seccomp filter: %w", errno)

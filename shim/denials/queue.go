@@ -348,6 +348,7 @@ type counters struct {
 	sinkErrors    atomic.Uint64
 	gaps          atomic.Uint64
 	runtimeProbes atomic.Uint64
+	bursts        atomic.Uint64
 }
 
 // Stats is a snapshot of what the agent has seen and done.
@@ -371,6 +372,10 @@ type Stats struct {
 	// RuntimeProbes counts the runtime's own harmless probes answered but
 	// not recorded (see isRuntimeProbe).
 	RuntimeProbes uint64
+	// Bursts counts the times a receiver moved to a thread of its own.
+	Bursts uint64
+	// ThreadReceivers is how many receivers are on threads of their own now.
+	ThreadReceivers int
 }
 
 func (c *counters) snapshot() Stats {
@@ -384,5 +389,6 @@ func (c *counters) snapshot() Stats {
 		SinkErrors:     c.sinkErrors.Load(),
 		Gaps:           c.gaps.Load(),
 		RuntimeProbes:  c.runtimeProbes.Load(),
+		Bursts:         c.bursts.Load(),
 	}
 }

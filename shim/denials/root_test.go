@@ -275,15 +275,22 @@ func TestStormReal(t *testing.T) {
 		{},                          // node defaults: folded
 		{Window: -1, QueueSize: 64}, // every denial a record, tiny queue: gaps
 		{Mode: denial.ModeComplain, Window: 0, QueueSize: 0}, // complain: CONTINUE
+		// Every way of receiving, with and without SYNC_WAKE_UP.
+		{Receiver: "poller"},
+		{Receiver: "thread"},
+		{Receiver: "thread", NoSyncWakeUp: true},
+		{Receiver: "adaptive", NoSyncWakeUp: true},
+		// Every denial a record, through the thread receiver.
+		{Window: -1, Receiver: "thread"},
 	} {
-		t.Run(fmt.Sprintf("window=%v,queue=%d,mode=%s", opt.Window, opt.QueueSize, opt.Mode), func(t *testing.T) {
+		t.Run(fmt.Sprintf("window=%v,queue=%d,mode=%s,receiver=%s,nosync=%v", opt.Window, opt.QueueSize, opt.Mode, opt.Receiver, opt.NoSyncWakeUp), func(t *testing.T) {
 			start := time.Now()
 			r, err := Storm(200000, opt)
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("%.0f denials/s, %v per denied syscall (baseline %v), delivered %d, gapped %d, stats %+v",
-				r.Rate, r.Latency, r.Baseline, r.Delivered, r.Gapped, r.Stats)
+			t.Logf("%.0f denials/s, %v per denied syscall (p50 %v, p99 %v; baseline %v), agent CPU %v per 100k, delivered %d, gapped %d, stats %+v",
+				r.Rate, r.Latency, r.P50, r.P99, r.Baseline, r.CPUPer100k(), r.Delivered, r.Gapped, r.Stats)
 			if r.Lost != 0 || r.Wrong != 0 || r.Delivered+r.Gapped < 200000 {
 				t.Errorf("lost %d, wrong %d, accounted %d", r.Lost, r.Wrong, r.Delivered+r.Gapped)
 			}
@@ -319,6 +326,9 @@ func BenchmarkDenialRoundTrip(b *testing.B) {
 			}
 			b.ReportMetric(float64(r.Latency.Nanoseconds()), "ns/denial")
 			b.ReportMetric(float64((r.Latency - r.Baseline).Nanoseconds()), "added-ns/denial")
+			b.ReportMetric(float64(r.P50.Nanoseconds()), "p50-ns/denial")
+			b.ReportMetric(float64(r.P99.Nanoseconds()), "p99-ns/denial")
+			b.ReportMetric(float64(r.CPUPer100k().Microseconds()), "agent-cpu-µs/100k")
 			b.ReportMetric(r.Rate, "denials/s")
 		})
 	}

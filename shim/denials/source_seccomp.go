@@ -309,6 +309,9 @@ func (s *fdSource) noteArrival() {
 	}
 	s.busy = true
 	s.streak = 0
+	if s.opt.bursts != nil {
+		s.opt.bursts.Add(1)
+	}
 	s.detachPoller()
 	s.lockThread()
 }
@@ -319,17 +322,21 @@ func (s *fdSource) lockThread() {
 	}
 	runtime.LockOSThread()
 	s.locked = true
+	if s.opt.mode == receiveThread && s.opt.threads != nil {
+		// Counted, not bounded: this mode is for measurements.
+		s.opt.threads.Add(1)
+	}
 }
 
-// unlockThread gives the thread back to the runtime and, in adaptive mode,
-// the slot back to the agent's bound.
+// unlockThread gives the thread back to the runtime and its slot back to
+// the agent's count.
 func (s *fdSource) unlockThread() {
 	if !s.locked {
 		return
 	}
 	runtime.UnlockOSThread()
 	s.locked = false
-	if s.opt.mode == receiveAdaptive && s.opt.threads != nil {
+	if s.opt.threads != nil {
 		s.opt.threads.Add(-1)
 	}
 	s.busy = false

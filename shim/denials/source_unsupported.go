@@ -2,7 +2,11 @@
 
 package denials
 
-import "golang.org/x/sys/unix"
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
 
 // Supported reports whether this build can serve seccomp notify fds.
 const Supported = false
@@ -19,3 +23,9 @@ func newFDSource(fd int, _ receiverOptions) (source, error) {
 func MeasureStorm(n int) (rate float64, lost int, err error) {
 	return 0, 0, ErrNotSupported
 }
+
+// MeasureKernelDeny needs the seccomp test filters of this build.
+func MeasureKernelDeny(n int) ([]time.Duration, error) { return nil, ErrNotSupported }
+
+// Storm needs seccomp user notification.
+func Storm(n int, opt StormOptions) (StormResult, error) { return StormResult{}, ErrNotSupported }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -19,46 +20,6 @@ import (
 	"github.com/stockade-dev/stockade/config"
 	"github.com/stockade-dev/stockade/denial"
 )
-
-// StormOptions tunes Storm. Zero values take the node defaults.
-type StormOptions struct {
-	// Mode is denial.ModeEnforce (default) or denial.ModeComplain.
-	Mode string
-	// Window is the aggregation window; negative disables folding.
-	Window time.Duration
-	// QueueSize bounds the queue (default config.DefaultDenialsQueueSize).
-	QueueSize int
-	// Sinks, if set, receive the records in addition to the file sink.
-	Sinks []Sink
-	// Pause, if set, idles between calls, so each denial meets an idle
-	// agent (the common case: a denial now and then) rather than a hot one.
-	// Elapsed and Latency then count only the calls.
-	Pause time.Duration
-}
-
-// StormResult is what one storm measured.
-type StormResult struct {
-	// Denials is the number of notified syscalls made.
-	Denials int
-	// Elapsed is the wall time of the syscall loop.
-	Elapsed time.Duration
-	// Rate is denied syscalls per second, as the workload experienced them.
-	Rate float64
-	// Latency is the mean duration of one notified syscall (the round trip
-	// through the kernel and the agent); Baseline is the same syscall with
-	// no filter, so Latency-Baseline is what the agent adds.
-	Latency, Baseline time.Duration
-	// Delivered is the number of denials accounted in denial records (the
-	// sum of their counts), Gapped the number accounted in gap records.
-	Delivered, Gapped uint64
-	// Lost is the number of denials in neither; the design requires 0.
-	Lost int
-	// Wrong counts syscalls whose result did not match the mode (EPERM in
-	// enforce mode, success in complain mode).
-	Wrong int
-	// Stats are the agent's counters after the storm.
-	Stats Stats
-}
 
 // MeasureStorm makes n denied getppid calls through a real seccomp filter
 // and an agent with the node defaults, and returns the rate the workload saw
@@ -93,8 +54,13 @@ func Storm(n int, opt StormOptions) (StormResult, error) {
 	if opt.QueueSize > 0 {
 		cfg.QueueSize = opt.QueueSize
 	}
+	mode, err := receiverMode(opt.Receiver)
+	if err != nil {
+		return res, err
+	}
 	sinks := append([]Sink{NewFileSink(cfg.Dir, cfg.MaxFileBytes, cfg.MaxFiles)}, opt.Sinks...)
-	a, err := New(cfg, "storm", WithSocketPath(filepath.Join(dir, "a.sock")), WithSinks(sinks...))
+	a, err := New(cfg, "storm", WithSocketPath(filepath.Join(dir, "a.sock")), WithSinks(sinks...),
+		withReceiver(receiverOptions{mode: mode, noSyncWakeUp: opt.NoSyncWakeUp}))
 	if err != nil {
 		return res, err
 	}
@@ -105,6 +71,9 @@ func Storm(n int, opt StormOptions) (StormResult, error) {
 	}
 	type loop struct {
 		elapsed, baseline time.Duration
+		calls             []time.Duration
+		threadCPU         time.Duration
+		processCPU        time.Duration
 		wrong             int
 		err               error
 	}
@@ -139,27 +108,32 @@ func Storm(n int, opt StormOptions) (StormResult, error) {
 			l.err = err
 			return
 		}
+		l.calls = make([]time.Duration, n)
+		cpu0, pcpu0 := threadCPU(), processCPU()
 		t0 = time.Now()
-		for range n {
+		for i := range n {
 			if opt.Pause > 0 {
 				time.Sleep(opt.Pause)
-				t0 = time.Now()
 			}
+			c0 := time.Now()
 			// Syscall, not RawSyscall: the call blocks until the agent
 			// answers, and a raw call would hold its P through a GC stop.
 			_, _, errno := unix.Syscall(unix.SYS_GETPPID, 0, 0, 0)
+			l.calls[i] = time.Since(c0)
 			if (opt.Mode == denial.ModeEnforce) != (errno == unix.EPERM) {
 				l.wrong++
 			}
 			if opt.Pause > 0 {
-				l.elapsed += time.Since(t0)
+				l.elapsed += l.calls[i]
 			}
 		}
 		if opt.Pause <= 0 {
 			l.elapsed = time.Since(t0)
 		}
+		l.threadCPU, l.processCPU = threadCPU()-cpu0, processCPU()-pcpu0
 	}()
 	l := <-done
+	res.AgentCPU = max(l.processCPU-l.threadCPU, 0)
 	cerr := a.Close()
 	if l.err != nil {
 		return res, fmt.Errorf("storm: %w", l.err)
@@ -171,6 +145,9 @@ func Storm(n int, opt StormOptions) (StormResult, error) {
 	if n > 0 && l.elapsed > 0 {
 		res.Rate = float64(n) / l.elapsed.Seconds()
 		res.Latency = l.elapsed / time.Duration(n)
+		slices.Sort(l.calls)
+		res.Calls = l.calls
+		res.P50, res.P99 = l.calls[n/2], l.calls[min(n*99/100, n-1)]
 	}
 	res.Delivered, res.Gapped, err = sumDir(cfg.Dir)
 	if err != nil {
@@ -179,6 +156,62 @@ func Storm(n int, opt StormOptions) (StormResult, error) {
 	res.Lost = max(n-int(res.Delivered+res.Gapped), 0)
 	res.Stats = a.Stats()
 	return res, nil
+}
+
+// MeasureKernelDeny times n getppid calls, one by one, that a seccomp
+// filter fails with EPERM in the kernel, with no notification: what a
+// denied syscall costs without denial streaming, measured the way Storm
+// measures it. It returns the durations, sorted.
+func MeasureKernelDeny(n int) ([]time.Duration, error) {
+	type out struct {
+		calls []time.Duration
+		err   error
+	}
+	done := make(chan out, 1)
+	go func() {
+		// Locked and never unlocked: the filter dies with the thread.
+		runtime.LockOSThread()
+		var o out
+		defer func() { done <- o }()
+		if _, err := loadFilter(unix.SYS_GETPPID, unix.SECCOMP_RET_ERRNO|uint32(unix.EPERM), 0); err != nil {
+			o.err = err
+			return
+		}
+		o.calls = make([]time.Duration, n)
+		for i := range n {
+			c0 := time.Now()
+			_, _, errno := unix.Syscall(unix.SYS_GETPPID, 0, 0, 0)
+			o.calls[i] = time.Since(c0)
+			if errno != unix.EPERM {
+				o.err = fmt.Errorf("kernel deny: getppid returned errno %v, want EPERM", errno)
+				return
+			}
+		}
+	}()
+	o := <-done
+	if o.err != nil {
+		return nil, o.err
+	}
+	slices.Sort(o.calls)
+	return o.calls, nil
+}
+
+// threadCPU is the calling thread's CPU time.
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// processCPU is this process's CPU time, user and system.
+func processCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // sumDir adds up the counts of denial records and the dropped counts of gap
