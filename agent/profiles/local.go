@@ -1,0 +1,127 @@
+package profiles
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/stockade-dev/stockade/node/fileutil"
+	"github.com/stockade-dev/stockade/node/profilestore"
+	"github.com/stockade-dev/stockade/profiles/recorded"
+)
+
+// errChanged says the store's profile changed since it was read (a shim
+// saved a recording): the replacement was not made, and the next sync
+// takes the new recording into account.
+var errChanged = errors.New("the stored profile changed since it was read")
+
+// replace writes p as the stored profile of its name if the stored one
+// still has checksum ifChecksum ("" when there was none). It takes the
+// lock profilestore.Store.Save takes (<path>.lock, an exclusive flock), so
+// it is serialised with the shims' saves: a recording saved in between is
+// never overwritten, the replacement is skipped instead. Save itself
+// cannot do this: it merges, which would count runs twice.
+func replace(s *profilestore.Store, p *recorded.Profile, ifChecksum string) error {
+	path := s.Path(p.Name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	unlock, err := fileutil.Lock(path+".lock", 0o644)
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", path, err)
+	}
+	defer unlock()
+	cur := ""
+	switch old, err := s.Load(p.Name); {
+	case err == nil:
+		cur = old.Checksum
+	case errdefs.IsNotFound(err):
+	default:
+		return err
+	}
+	if cur != ifChecksum {
+		return errChanged
+	}
+	data, err := recorded.Encode(p)
+	if err != nil {
+		return err
+	}
+	return fileutil.WriteFile(path, data, 0o644)
+}
+
+// entry is what the agent remembers about one profile name across
+// restarts.
+type entry struct {
+	// Written is the checksum of the profile the agent last wrote into
+	// the store; a stored profile with another checksum holds recordings
+	// the cluster has not seen.
+	Written string `json:"written,omitempty"`
+	// Accounted is how many of the stored profile's runs the cluster
+	// already has (the object's runs when the agent wrote it, plus what
+	// the node merged since): a new local recording adds to the stored
+	// runs, and the difference is what the node merges.
+	Accounted int `json:"accounted"`
+	// Synced is set once the object existed with this node's knowledge:
+	// only then does the object's absence mean it was deleted.
+	Synced bool `json:"synced,omitempty"`
+	// Pending is the checksum of a profile about to be written, and
+	// PendingRuns its runs: a crash between writing and noting the write
+	// is resolved on the next sync by comparing the store with it.
+	Pending     string `json:"pending,omitempty"`
+	PendingRuns int    `json:"pendingRuns,omitempty"`
+}
+
+// state is the agent's memory, one entry per profile name.
+type state struct {
+	path    string
+	Entries map[string]*entry `json:"entries"`
+}
+
+func loadState(path string) (*state, error) {
+	s := &state{path: path, Entries: map[string]*entry{}}
+	if path == "" {
+		return s, nil
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal(data, s); err != nil || s.Entries == nil {
+		// Without its memory the agent merges every local profile once
+		// more: runs may be counted twice, no syscall is lost.
+		s.Entries = map[string]*entry{}
+		return s, fmt.Errorf("profile sync state %s is damaged, starting over: %v", path, err)
+	}
+	return s, nil
+}
+
+func (s *state) save() error {
+	if s.path == "" {
+		return nil
+	}
+	data, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		return err
+	}
+	return fileutil.WriteFile(s.path, data, 0o600)
+}
+
+func (s *state) get(n recorded.Name) *entry {
+	e := s.Entries[n.String()]
+	if e == nil {
+		e = &entry{}
+		s.Entries[n.String()] = e
+	}
+	return e
+}
