@@ -513,25 +513,26 @@ func pairCover(deny, allowed set) (set, bool) {
 		}
 	}
 	keep := slices.Repeat([]bool{true}, len(cand))
+	var buf, stack []cube // reused by every check below
 	others := func(skip int) []cube {
-		var out []cube
+		buf = buf[:0]
 		for j, c := range cand {
 			if j != skip && keep[j] {
-				out = append(out, c)
+				buf = append(buf, c)
 			}
 		}
-		return out
+		return buf
 	}
 	for i := len(cand) - 1; i >= 0; i-- {
 		budget := 1 << 14
-		if cubesCover(cand[i], others(i), &budget) {
+		if coverWith(cand[i], others(i), &budget, &stack) {
 			keep[i] = false
 		}
 	}
-	cover := others(-1)
+	cover := slices.Clone(others(-1))
 	for _, d := range lows {
 		budget := 1 << 16
-		if !cubesCover(d, cover, &budget) {
+		if !coverWith(d, cover, &budget, &stack) {
 			return nil, false
 		}
 	}
@@ -563,14 +564,21 @@ func lowArg(b box) (int, bool) {
 	return arg, arg >= 0
 }
 
-// cubesCover reports whether the union of cs contains c, splitting c on a
+// coverWith reports whether the union of cs contains c, splitting c on a
 // bit some cube fixes and c leaves free until every piece lies in one cube
 // or meets none. Past the budget it answers false.
-func cubesCover(c cube, cs []cube, budget *int) bool {
+//
+// One stack of cubes serves the whole recursion (a slice per call was most
+// of a profile generation's allocations, megabytes at every pod's first
+// start): each call appends the cubes meeting its piece above its caller's
+// and truncates back when it returns. A deeper call that grows the stack
+// moves it, but leaves the array the caller's meeting slice reads intact.
+func coverWith(c cube, cs []cube, budget *int, stack *[]cube) bool {
 	if *budget--; *budget < 0 {
 		return false
 	}
-	var meeting []cube
+	base := len(*stack)
+	defer func() { *stack = (*stack)[:base] }()
 	for _, d := range cs {
 		if _, ok := c.intersect(d); !ok {
 			continue
@@ -578,13 +586,14 @@ func cubesCover(c cube, cs []cube, budget *int) bool {
 		if d.mask&^c.mask == 0 && c.value&d.mask == d.value {
 			return true // d contains c
 		}
-		meeting = append(meeting, d)
+		*stack = append(*stack, d)
 	}
+	meeting := (*stack)[base:]
 	if len(meeting) == 0 {
 		return false
 	}
 	free := meeting[0].mask &^ c.mask
 	bit := uint32(1) << (31 - bits.LeadingZeros32(free))
-	return cubesCover(cube{c.mask | bit, c.value}, meeting, budget) &&
-		cubesCover(cube{c.mask | bit, c.value | bit}, meeting, budget)
+	return coverWith(cube{c.mask | bit, c.value}, meeting, budget, stack) &&
+		coverWith(cube{c.mask | bit, c.value | bit}, meeting, budget, stack)
 }
