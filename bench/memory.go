@@ -118,8 +118,25 @@ func (b *runner) measurePods(ctx context.Context, rs runtimeapi.RuntimeServiceCl
 			return 0, 0, err
 		}
 		totalKiB += kib
+		if dir := os.Getenv(memDumpEnv); dir != "" {
+			dumpSmaps(dir, s.name, count, pid)
+		}
 	}
 	return float64(totalKiB) / 1024 / float64(count), len(pids), nil
+}
+
+// memDumpEnv names a directory where every measured shim's
+// /proc/<pid>/smaps is copied, to see where its memory goes.
+const memDumpEnv = "STOCKADE_BENCH_MEM_DUMP"
+
+func dumpSmaps(dir, side string, count, pid int) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err == nil {
+		err = os.WriteFile(fmt.Sprintf("%s/%s-%dpods-%d.smaps", dir, side, count, pid), b, 0o644)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", memDumpEnv, err)
+	}
 }
 
 // waitNoShims waits until the previous measurement's shims have exited, so

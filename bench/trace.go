@@ -386,15 +386,66 @@ func (b *runner) startBreakdown(ctx context.Context) ([]Metric, error) {
 		}
 		metrics = append(metrics, metric("start breakdown (traced, run --rm true)", ph.name, "ms", "runc + containerd RuntimeDefault seccomp", per))
 	}
-	return metrics, nil
+	return append(metrics, b.shimCreatePhases()...), nil
 }
+
+// shimCreatePhases reports the steps of the shim's Create for the traced
+// containers, as the shim logged them. runc's shim logs no such steps.
+func (b *runner) shimCreatePhases() []Metric {
+	order, samples, err := shimPhases(b.env.LogPath(), tracePrefix+"-")
+	if err != nil || len(order) == 0 {
+		reason := "no \"container created\" line with phases in containerd's log"
+		if err != nil {
+			reason = err.Error()
+		}
+		b.notMeasured = append(b.notMeasured, NotMeasured{Name: "shim Create phases", Reason: reason})
+		return nil
+	}
+	var metrics []Metric
+	for _, name := range order {
+		metrics = append(metrics, Metric{
+			Group:    "shim Create phases (shim log, run --rm true)",
+			Name:     shimPhaseName(name),
+			Unit:     "ms",
+			Baseline: "none (runc's shim logs no phases)",
+			Stockade: (&collector{samples: samples[name]}).outcome(),
+			Runc:     Outcome{NotApplicable: "runc's shim logs no phases"},
+		})
+	}
+	return metrics
+}
+
+// shimPhaseName says what a phase of the shim's Create covers.
+func shimPhaseName(name string) string {
+	what := map[string]string{
+		"spec":               "read config.json",
+		"intercept.userns":   "pipeline: user namespace (range lease, id maps)",
+		"intercept.seccomp":  "pipeline: seccomp profile (generated or cached)",
+		"intercept.apparmor": "pipeline: AppArmor",
+		"intercept.denials":  "pipeline: denial agent wiring",
+		"intercept":          "whole pipeline, with node config and result file",
+		"remap":              "idmapped rootfs options",
+		"rootfs":             "rootfs mount",
+		"libcontainer":       "libcontainer config and state",
+		"stdio":              "stdio FIFOs/pipes",
+		"init":               "runc init started, through nsexec and rootfs, until it waits for Start",
+		"registered":         "container registered",
+	}[name]
+	if what == "" {
+		return name
+	}
+	return name + " (" + what + ")"
+}
+
+// tracePrefix starts the ids of traced containers.
+const tracePrefix = "trace"
 
 // tracedRun runs `true` like runTrue and returns its traced timeline.
 func tracedRun(ctx context.Context, env *harness.Env, image client.Image, tr *tracer, opts ...oci.SpecOpts) (_ startTimeline, retErr error) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	ctx = namespaces.WithNamespace(ctx, harness.Namespace)
-	id := randomID("trace")
+	id := randomID(tracePrefix)
 	ctr, err := env.Client.NewContainer(ctx, id,
 		env.NewContainerOpts(),
 		client.WithImage(image),

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -43,6 +44,16 @@ type Container struct {
 
 	// Results steps leave for the shim and for later steps.
 	Result Result
+	// Timings is how long each step took, in order, filled by
+	// Pipeline.Apply: the shim logs them with the container's other start
+	// phases, so the cost of each layer is visible on a node.
+	Timings []Timing
+}
+
+// Timing is one step's wall time.
+type Timing struct {
+	Step     string
+	Duration time.Duration
 }
 
 // Result is what the pipeline decided, for the shim (to wire the container)
@@ -97,7 +108,9 @@ func (p Pipeline) Apply(ctx context.Context, c *Container) (Undo, error) {
 		return errors.Join(errs...)
 	}
 	for _, s := range p {
+		began := time.Now()
 		undo, err := s.Apply(ctx, c)
+		c.Timings = append(c.Timings, Timing{Step: s.Name(), Duration: time.Since(began)})
 		if err != nil {
 			if rerr := rollback(ctx); rerr != nil {
 				log.G(ctx).WithError(rerr).WithField("container_id", c.ID).Warn("rollback after failed step")

@@ -93,3 +93,19 @@ func TestParseAnnotations(t *testing.T) {
 		}
 	}
 }
+
+func TestPipelineTimesEachStep(t *testing.T) {
+	var ran, undone []string
+	p := Pipeline{fakeStep{name: "a", log: &ran, undone: &undone}, fakeStep{name: "b", log: &ran, undone: &undone}}
+	c := &Container{Timings: []Timing{{Step: "config"}}}
+	if _, err := p.Apply(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tm := range c.Timings {
+		names = append(names, tm.Step)
+	}
+	if strings.Join(names, ",") != "config,a,b" {
+		t.Errorf("timed steps %v, want config,a,b", names)
+	}
+}

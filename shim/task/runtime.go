@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
@@ -111,6 +112,7 @@ func configSource(opts *anypb.Any) (path, body string, err error) {
 
 // Intercept runs the hooks pipeline over one container's spec.
 func (r *Runtime) Intercept(ctx context.Context, id, bundle string, opts *anypb.Any, spec *specs.Spec, sandboxPid func(string) int) (*hooks.Container, hooks.Undo, error) {
+	began := time.Now()
 	node, err := r.nodeConfig(ctx, opts)
 	if err != nil {
 		return nil, nil, err
@@ -118,6 +120,9 @@ func (r *Runtime) Intercept(ctx context.Context, id, bundle string, opts *anypb.
 	if err := saveOptions(bundle, opts); err != nil {
 		return nil, nil, err
 	}
+	// The node config (read, and the pipeline with its denial agent built,
+	// at a shim's first container) is timed with the steps.
+	setup := hooks.Timing{Step: "config", Duration: time.Since(began)}
 	ann, err := hooks.ParseAnnotations(spec.Annotations)
 	if err != nil {
 		return nil, nil, err
@@ -140,14 +145,17 @@ func (r *Runtime) Intercept(ctx context.Context, id, bundle string, opts *anypb.
 	r.mu.Lock()
 	p := r.pipeline
 	r.mu.Unlock()
+	hc.Timings = append(hc.Timings, setup)
 	undo, err := p.Apply(ctx, hc)
 	if err != nil {
 		return nil, nil, err
 	}
+	began = time.Now()
 	if err := saveResult(bundle, hc.Result); err != nil {
 		_ = undo(ctx)
 		return nil, nil, err
 	}
+	hc.Timings = append(hc.Timings, hooks.Timing{Step: "result", Duration: time.Since(began)})
 	return hc, undo, nil
 }
 

@@ -168,13 +168,18 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		}
 	}()
 
+	clock := newPhaseClock()
+	at := func(step string) error {
+		clock.mark(step)
+		return s.at(ctx, r.ID, step)
+	}
 	var rootfs []mount.Mount
 	for _, m := range r.Rootfs {
 		rootfs = append(rootfs, mount.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
 	}
 	spec, err := container.ReadSpec(r.Bundle)
 	if err == nil {
-		err = s.at(ctx, r.ID, "create.spec")
+		err = at("create.spec")
 	}
 	if err != nil {
 		return nil, err
@@ -190,13 +195,14 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 			}
 		}
 	}()
-	if err := s.at(ctx, r.ID, "create.intercept"); err != nil {
+	clock.pipeline(hc.Timings)
+	if err := at("create.intercept"); err != nil {
 		return nil, err
 	}
 
 	rootfs, err = s.runtime.RemapRootfs(r.Bundle, rootfs, hc.Result)
 	if err == nil {
-		err = s.at(ctx, r.ID, "create.remap")
+		err = at("create.remap")
 	}
 	if err != nil {
 		return nil, err
@@ -241,7 +247,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 			s.lifecycleMu.Unlock()
 		},
 		BeforeInit: beforeInit,
-		Step:       func(step string) error { return s.at(ctx, r.ID, step) },
+		Step:       at,
 	}, Notify{
 		Exit: onExit,
 		OOM:  func(Container) { s.send(&eventstypes.TaskOOM{ContainerID: r.ID}) },
@@ -261,7 +267,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	}()
 	s.containers[r.ID] = &entry{c: c, pod: hc.Pod, undo: undo, res: hc.Result, rec: rec}
 	s.mu.Unlock()
-	if err := s.at(ctx, r.ID, "create.registered"); err != nil {
+	if err := at("create.registered"); err != nil {
 		return nil, err
 	}
 	created = c
@@ -271,6 +277,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		"container_id": r.ID, "pod": hc.Pod.Name, "namespace": hc.Pod.Namespace,
 		"seccomp": hc.Result.SeccompMode, "seccomp_profile": hc.Result.SeccompProfile,
 		"apparmor": hc.Result.AppArmorState, "pid": pid, "record": hc.Result.Record,
+		"phases": clock.String(),
 	}).Info("container created")
 	s.send(&eventstypes.TaskCreate{
 		ContainerID: r.ID,
