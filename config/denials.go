@@ -46,18 +46,25 @@ type Denials struct {
 	// shim log (containerd's log or the journal) per minute; the rest are
 	// counted and summed up in one line. 0 writes none.
 	LogPerMinute int `toml:"log_per_minute"`
+	// MaxRecordsPerSecond bounds the records (lines) one container's
+	// denials produce per second, first occurrences and aggregates alike.
+	// Past it, calls are counted into aggregates that are written once
+	// the container has budget again: the line rate stays bounded and
+	// every denial is still counted. 0 means no limit.
+	MaxRecordsPerSecond int `toml:"max_records_per_second"`
 }
 
 // Denials defaults, exported so documentation and tests agree with the code.
 const (
-	DefaultDenialsDir          = "/var/log/stockade"
-	DefaultDenialsMaxFileBytes = 10 << 20
-	DefaultDenialsMaxFiles     = 5
-	DefaultDenialsWindow       = "1s"
-	DefaultDenialsQueueSize    = 8192
-	DefaultDenialsRetention    = "24h"
-	DefaultDenialsMaxTotal     = 1 << 30
-	DefaultDenialsLogPerMinute = 10
+	DefaultDenialsDir           = "/var/log/stockade"
+	DefaultDenialsMaxFileBytes  = 10 << 20
+	DefaultDenialsMaxFiles      = 5
+	DefaultDenialsWindow        = "1s"
+	DefaultDenialsQueueSize     = 8192
+	DefaultDenialsRetention     = "24h"
+	DefaultDenialsMaxTotal      = 1 << 30
+	DefaultDenialsLogPerMinute  = 10
+	DefaultDenialsRecordsPerSec = 1000
 )
 
 // Limits that keep a typo (an extra zero) from turning the sink into a
@@ -73,6 +80,7 @@ const (
 	// pod whose containers are only being restarted.
 	minDenialsRetention = time.Minute
 	maxDenialsLogPerMin = 10000
+	maxDenialsRecordsPS = 1_000_000
 )
 
 func defaultDenials() Denials {
@@ -86,6 +94,8 @@ func defaultDenials() Denials {
 		Retention:       DefaultDenialsRetention,
 		MaxTotalBytes:   DefaultDenialsMaxTotal,
 		LogPerMinute:    DefaultDenialsLogPerMinute,
+
+		MaxRecordsPerSecond: DefaultDenialsRecordsPerSec,
 	}
 }
 
@@ -141,6 +151,9 @@ func (d *Denials) validate() error {
 	}
 	if d.LogPerMinute < 0 || d.LogPerMinute > maxDenialsLogPerMin {
 		return fmt.Errorf("key denials.log_per_minute: must be between 0 and %d, got %d", maxDenialsLogPerMin, d.LogPerMinute)
+	}
+	if d.MaxRecordsPerSecond < 0 || d.MaxRecordsPerSecond > maxDenialsRecordsPS {
+		return fmt.Errorf("key denials.max_records_per_second: must be between 0 (no limit) and %d, got %d", maxDenialsRecordsPS, d.MaxRecordsPerSecond)
 	}
 	if d.Socket != "" {
 		if !filepath.IsAbs(d.Socket) {

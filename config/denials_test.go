@@ -35,3 +35,20 @@ func TestDenialsBoundsKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestDenialsMaxRecordsPerSecond(t *testing.T) {
+	if d := Default().Denials; d.MaxRecordsPerSecond != DefaultDenialsRecordsPerSec {
+		t.Errorf("default = %d", d.MaxRecordsPerSecond)
+	}
+	for doc, want := range map[string]int{"max_records_per_second = 0": 0, "max_records_per_second = 20": 20} {
+		c, err := Parse([]byte("[denials]\n" + doc + "\n"))
+		if err != nil || c.Denials.MaxRecordsPerSecond != want {
+			t.Errorf("%s: %v, %+v", doc, err, c)
+		}
+	}
+	for _, doc := range []string{"max_records_per_second = -1", "max_records_per_second = 2000000"} {
+		if _, err := Parse([]byte("[denials]\n" + doc + "\n")); err == nil || !strings.Contains(err.Error(), "denials.max_records_per_second") {
+			t.Errorf("%s: err = %v, want one naming the key", doc, err)
+		}
+	}
+}

@@ -176,7 +176,7 @@ func New(cfg config.Denials, node string, opts ...Option) (*Agent, error) {
 		ctx:      o.ctx,
 		path:     o.socketPath,
 		ln:       ln,
-		agg:      newAggregator(cfg.Window()),
+		agg:      newAggregator(cfg.Window(), cfg.MaxRecordsPerSecond),
 		readProc: o.readProc,
 		now:      o.now,
 		regs:     make(map[string]*registration),
@@ -381,10 +381,14 @@ func (a *Agent) Close() error {
 func (a *Agent) flushLoop() {
 	defer a.loopsEnd.Done()
 	w := a.cfg.Window()
-	if w <= 0 {
+	if !a.agg.active() {
 		return
 	}
-	tick := time.NewTicker(min(max(w/10, 5*time.Millisecond), 100*time.Millisecond))
+	every := 100 * time.Millisecond
+	if w > 0 {
+		every = min(max(w/10, 5*time.Millisecond), every)
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {
@@ -520,8 +524,8 @@ func (a *Agent) handle(rc *receiver, n notification) {
 	// there too (the record's own copy is cut, and flagged, below).
 	wcomm, _ := truncateField(comm)
 	wexe, _ := truncateField(exe)
-	key, first := a.agg.observe(key, now, wcomm, wexe)
-	if !first {
+	key, res := a.agg.observe(key, now, wcomm, wexe)
+	if res == obsFolded {
 		a.stats.folded.Add(1)
 		return
 	}
@@ -542,6 +546,13 @@ func (a *Agent) handle(rc *receiver, n notification) {
 	}
 	r.setAttribution(a.node, reg.id, reg.attr)
 	r.truncateFields()
+	if res == obsSuppressed {
+		// Over the container's rate limit: counted in its window, whose
+		// aggregate will carry this record's attribution.
+		a.stats.rateLimited.Add(1)
+		a.agg.setTemplate(key, r)
+		return
+	}
 	a.pipe.emit(r)
 	a.agg.setTemplate(key, r)
 }

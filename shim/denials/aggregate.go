@@ -33,6 +33,9 @@ type aggKey struct {
 // window is the state of one aggKey while repeats are being folded.
 type window struct {
 	start, end time.Time
+	// span is how long the window rolls for: the aggregation window, or
+	// at least a second for a window opened over the rate limit.
+	span time.Duration
 	// template is the first occurrence's record; nil until its emitter has
 	// handed it over, so an aggregate can never overtake its first record.
 	template *Record
@@ -52,19 +55,72 @@ type window struct {
 // aggregate and opens the next, so a storm costs one record per window. A
 // window that ends with no repeats is closed, and the next occurrence is a
 // first occurrence again.
+//
+// rate, when > 0, bounds the records one container produces per second
+// (config max_records_per_second): first occurrences and aggregates both
+// spend it. Past it, a first occurrence opens a window of its own that
+// starts with it counted and emits nothing yet (observe says
+// obsSuppressed), and an aggregate whose window ends is held back, still
+// counting, until the container has budget again. Nothing is ever dropped:
+// every suppressed call is in the count of a later aggregate.
 type aggregator struct {
 	window time.Duration
 	// limit is maxWindowsPerContainer; tests lower it.
 	limit int
+	rate  int
 
 	mu   sync.Mutex
 	wins map[aggKey]*window
 	// open counts the non-overflow windows of each container.
 	open map[string]int
+	// budgets are the containers' record budgets for the current second.
+	budgets map[string]*budget
 }
 
-func newAggregator(w time.Duration) *aggregator {
-	return &aggregator{window: w, limit: maxWindowsPerContainer, wins: make(map[aggKey]*window), open: make(map[string]int)}
+// budget is one container's use of the rate limit in one second.
+type budget struct {
+	start time.Time
+	used  int
+}
+
+// Results of observe.
+const (
+	// obsFirst: emit the occurrence as a record, then setTemplate.
+	obsFirst = iota
+	// obsFolded: counted in an open window; nothing to emit.
+	obsFolded
+	// obsSuppressed: over the rate limit; a window was opened with this
+	// occurrence counted. Hand it a template (setTemplate), emit nothing.
+	obsSuppressed
+)
+
+func newAggregator(w time.Duration, rate int) *aggregator {
+	return &aggregator{window: w, limit: maxWindowsPerContainer, rate: rate,
+		wins: make(map[aggKey]*window), open: make(map[string]int), budgets: make(map[string]*budget)}
+}
+
+// active reports whether the aggregator keeps any windows.
+func (g *aggregator) active() bool { return g.window > 0 || g.rate > 0 }
+
+// spend takes one record from the container's budget for the second that
+// now falls in. Called with g.mu held.
+func (g *aggregator) spend(containerID string, now time.Time) bool {
+	if g.rate <= 0 {
+		return true
+	}
+	b := g.budgets[containerID]
+	if b == nil {
+		b = &budget{}
+		g.budgets[containerID] = b
+	}
+	if b.start.IsZero() || now.Sub(b.start) >= time.Second || now.Before(b.start) {
+		b.start, b.used = now, 0
+	}
+	if b.used >= g.rate {
+		return false
+	}
+	b.used++
+	return true
 }
 
 // resolve returns the key an occurrence of k folds under: k itself, or the
@@ -89,7 +145,7 @@ func (g *aggregator) resolve(k aggKey, now time.Time) (aggKey, *window) {
 // hint taken before the syscall is answered; observe, after the answer, has
 // the final word.
 func (g *aggregator) folds(k aggKey, now time.Time) (fold bool, comm, exe string) {
-	if g.window <= 0 {
+	if !g.active() {
 		return false, "", ""
 	}
 	g.mu.Lock()
@@ -101,28 +157,45 @@ func (g *aggregator) folds(k aggKey, now time.Time) (fold bool, comm, exe string
 	return true, w.comm, w.exe
 }
 
-// observe accounts one occurrence. It returns true when the occurrence opens
-// a window: the caller must then emit it as a record and hand it over with
-// setTemplate under the returned key. Otherwise it has been folded.
-func (g *aggregator) observe(k aggKey, now time.Time, comm, exe string) (aggKey, bool) {
-	if g.window <= 0 {
-		return k, true
+// observe accounts one occurrence. It returns obsFirst when the occurrence
+// is a record of its own: the caller must emit it and hand it over with
+// setTemplate under the returned key; obsFolded when it was folded into an
+// open window; obsSuppressed when the container is over its rate limit: the
+// caller must hand over a template without emitting it.
+func (g *aggregator) observe(k aggKey, now time.Time, comm, exe string) (aggKey, int) {
+	if !g.active() {
+		return k, obsFirst
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	k, w := g.resolve(k, now)
-	if w == nil {
-		if old := g.wins[k]; old == nil && !k.overflow {
-			g.open[k.containerID]++
-		}
-		g.wins[k] = &window{start: now, end: now.Add(g.window), comm: comm, exe: exe}
-		return k, true
+	if w != nil {
+		// A repeat that arrives after the end but before the flush tick is
+		// still folded; the flush is at most one tick late.
+		w.count++
+		w.last = now
+		return k, obsFolded
 	}
-	// A repeat that arrives after the end but before the flush tick is
-	// still folded; the flush is at most one tick late.
-	w.count++
-	w.last = now
-	return k, false
+	if !g.spend(k.containerID, now) {
+		// Over the limit: the window starts with this call counted, and
+		// lasts at least a second so the limit holds with folding off.
+		g.openWindow(k, &window{start: now, end: now.Add(max(g.window, time.Second)), span: max(g.window, time.Second),
+			count: 1, last: now, comm: comm, exe: exe})
+		return k, obsSuppressed
+	}
+	if g.window <= 0 {
+		return k, obsFirst
+	}
+	g.openWindow(k, &window{start: now, end: now.Add(g.window), span: g.window, comm: comm, exe: exe})
+	return k, obsFirst
+}
+
+// openWindow installs w for k. Called with g.mu held.
+func (g *aggregator) openWindow(k aggKey, w *window) {
+	if old := g.wins[k]; old == nil && !k.overflow {
+		g.open[k.containerID]++
+	}
+	g.wins[k] = w
 }
 
 // drop deletes the window of k. Called with g.mu held.
@@ -138,7 +211,7 @@ func (g *aggregator) drop(k aggKey) {
 // setTemplate hands over the record emitted for the occurrence that opened
 // the window of k.
 func (g *aggregator) setTemplate(k aggKey, r *Record) {
-	if g.window <= 0 {
+	if !g.active() {
 		return
 	}
 	g.mu.Lock()
@@ -166,10 +239,15 @@ func (g *aggregator) due(now time.Time) []*Record {
 		if w.template == nil {
 			continue
 		}
+		if !g.spend(k.containerID, now) {
+			// Over the limit: keep counting, try again next second.
+			w.end = now.Add(time.Second)
+			continue
+		}
 		out = append(out, w.aggregate(k))
 		w.count = 0
 		w.start = now
-		w.end = now.Add(g.window)
+		w.end = now.Add(w.span)
 	}
 	return out
 }
@@ -189,6 +267,7 @@ func (g *aggregator) forget(containerID string) []*Record {
 		}
 		g.drop(k)
 	}
+	delete(g.budgets, containerID)
 	return out
 }
 

@@ -8,11 +8,11 @@ import (
 func TestAggregatorWindows(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	g := newAggregator(time.Second)
+	g := newAggregator(time.Second, 0)
 	k := aggKey{containerID: "c", arch: "amd64", nr: 165, pid: 10}
 	tmpl := &Record{ContainerID: "c", Syscall: "mount", Pid: 10, Comm: "sh", Exe: "/bin/sh", Count: 1}
 
-	if _, first := g.observe(k, at(0), "sh", "/bin/sh"); !first {
+	if _, first := observeFirst(g, k, at(0), "sh", "/bin/sh"); !first {
 		t.Fatal("first occurrence was folded")
 	}
 	if f, comm, _ := g.folds(k, at(1)); !f || comm != "sh" {
@@ -20,21 +20,21 @@ func TestAggregatorWindows(t *testing.T) {
 	}
 	// A repeat before the template is handed over is counted but not yet
 	// flushed: the aggregate must not overtake the first record.
-	if _, first := g.observe(k, at(100), "sh", "/bin/sh"); first {
+	if _, first := observeFirst(g, k, at(100), "sh", "/bin/sh"); first {
 		t.Fatal("repeat opened a new window")
 	}
 	if got := g.due(at(1000)); len(got) != 0 {
 		t.Fatalf("flushed %d aggregates before the first record was emitted", len(got))
 	}
 	g.setTemplate(k, tmpl)
-	g.observe(k, at(1100), "sh", "/bin/sh")
+	observeFirst(g, k, at(1100), "sh", "/bin/sh")
 	if got := g.due(at(1500)); len(got) != 1 {
 		t.Fatalf("due = %d aggregates, want 1", len(got))
 	} else if r := got[0]; r.Count != 2 || !r.Time.Equal(at(1100)) || !r.Since.Equal(at(0)) || r.Comm != "sh" || r.Pid != 10 {
 		t.Errorf("aggregate = %+v", r)
 	}
 	// The window rolled at 1500: repeats keep folding, one record per window.
-	if _, first := g.observe(k, at(1600), "sh", "/bin/sh"); first {
+	if _, first := observeFirst(g, k, at(1600), "sh", "/bin/sh"); first {
 		t.Error("repeat after a roll opened a new window")
 	}
 	if got := g.due(at(2000)); len(got) != 0 {
@@ -50,7 +50,7 @@ func TestAggregatorWindows(t *testing.T) {
 	if f, _, _ := g.folds(k, at(3600)); f {
 		t.Error("folds() true after the window closed")
 	}
-	if _, first := g.observe(k, at(3600), "sh", "/bin/sh"); !first {
+	if _, first := observeFirst(g, k, at(3600), "sh", "/bin/sh"); !first {
 		t.Error("occurrence after a quiet window was folded")
 	}
 	if n := g.open["c"]; n != 1 {
@@ -60,7 +60,7 @@ func TestAggregatorWindows(t *testing.T) {
 
 func TestAggregatorKeysAndForget(t *testing.T) {
 	now := time.Now()
-	g := newAggregator(time.Minute)
+	g := newAggregator(time.Minute, 0)
 	a := aggKey{containerID: "c1", arch: "amd64", nr: 1}
 	b := aggKey{containerID: "c1", arch: "amd64", nr: 2}
 	c := aggKey{containerID: "c2", arch: "amd64", nr: 1}
@@ -68,11 +68,11 @@ func TestAggregatorKeysAndForget(t *testing.T) {
 	pid := aggKey{containerID: "c1", arch: "amd64", nr: 1, pid: 2}
 	args := aggKey{containerID: "c1", arch: "amd64", nr: 1, args: [6]uint64{0x10000000}}
 	for _, k := range []aggKey{a, b, c, x86, pid, args} {
-		if _, first := g.observe(k, now, "sh", "/bin/sh"); !first {
+		if _, first := observeFirst(g, k, now, "sh", "/bin/sh"); !first {
 			t.Errorf("%v: first occurrence folded (keys must not share windows)", k)
 		}
 		g.setTemplate(k, &Record{ContainerID: k.containerID, Pid: k.pid})
-		g.observe(k, now, "sh", "/bin/sh")
+		observeFirst(g, k, now, "sh", "/bin/sh")
 	}
 	if got := g.forget("c1"); len(got) != 5 {
 		t.Errorf("forget(c1) = %d aggregates, want 5", len(got))
@@ -92,12 +92,12 @@ func TestAggregatorKeysAndForget(t *testing.T) {
 func TestAggregatorDecoyCannotHideAttacker(t *testing.T) {
 	const cloneNewUser = 0x10000000
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	g := newAggregator(time.Second)
+	g := newAggregator(time.Second, 0)
 	decoy := aggKey{containerID: "c", arch: "amd64", nr: 272, errno: 1, pid: 10}
 	evil := aggKey{containerID: "c", arch: "amd64", nr: 272, errno: 1, pid: 66, args: [6]uint64{cloneNewUser}}
 	var recs []*Record
 	emit := func(k aggKey, now time.Time, comm string) {
-		k, first := g.observe(k, now, comm, "/usr/sbin/"+comm)
+		k, first := observeFirst(g, k, now, comm, "/usr/sbin/"+comm)
 		if first {
 			r := &Record{ContainerID: "c", Syscall: "unshare", Pid: k.pid, Comm: comm, Args: hexArgs(k.args), Count: 1, Time: now}
 			recs = append(recs, r)
@@ -137,12 +137,12 @@ func TestAggregatorDecoyCannotHideAttacker(t *testing.T) {
 // them and says so, never silently.
 func TestAggregatorBoundedKeys(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	g := newAggregator(time.Second)
+	g := newAggregator(time.Second, 0)
 	g.limit = 4
 	var recs []*Record
 	for i := 0; i < 100; i++ {
 		k := aggKey{containerID: "c", arch: "amd64", nr: 272, pid: 1000 + i}
-		k, first := g.observe(k, now, "w", "/w")
+		k, first := observeFirst(g, k, now, "w", "/w")
 		if first {
 			r := &Record{ContainerID: "c", Pid: k.pid, Comm: "w", Exe: "/w", Args: hexArgs(k.args), Count: 1}
 			recs = append(recs, r)
@@ -174,15 +174,22 @@ func TestAggregatorBoundedKeys(t *testing.T) {
 }
 
 func TestAggregatorDisabled(t *testing.T) {
-	g := newAggregator(0)
+	g := newAggregator(0, 0)
 	k := aggKey{containerID: "c", arch: "amd64", nr: 1}
 	for i := 0; i < 3; i++ {
 		f, _, _ := g.folds(k, time.Now())
-		if _, first := g.observe(k, time.Now(), "sh", "/bin/sh"); !first || f {
+		if _, first := observeFirst(g, k, time.Now(), "sh", "/bin/sh"); !first || f {
 			t.Fatal("window 0 must report every occurrence")
 		}
 	}
 	if len(g.due(time.Now().Add(time.Hour))) != 0 {
 		t.Error("window 0 produced aggregates")
 	}
+}
+
+// observeFirst is observe reporting whether the occurrence is a record of
+// its own.
+func observeFirst(g *aggregator, k aggKey, now time.Time, comm, exe string) (aggKey, bool) {
+	k, r := g.observe(k, now, comm, exe)
+	return k, r == obsFirst
 }

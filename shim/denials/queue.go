@@ -349,6 +349,7 @@ type counters struct {
 	gaps          atomic.Uint64
 	runtimeProbes atomic.Uint64
 	bursts        atomic.Uint64
+	rateLimited   atomic.Uint64
 }
 
 // Stats is a snapshot of what the agent has seen and done.
@@ -372,6 +373,10 @@ type Stats struct {
 	// RuntimeProbes counts the runtime's own harmless probes answered but
 	// not recorded (see isRuntimeProbe).
 	RuntimeProbes uint64
+	// RateLimited counts occurrences that opened a window instead of a
+	// record because their container was over max_records_per_second
+	// (their repeats count as Folded); each is in an aggregate's count.
+	RateLimited uint64
 	// Bursts counts the times a receiver moved to a thread of its own.
 	Bursts uint64
 	// ThreadReceivers is how many receivers are on threads of their own now.
@@ -390,5 +395,6 @@ func (c *counters) snapshot() Stats {
 		Gaps:           c.gaps.Load(),
 		RuntimeProbes:  c.runtimeProbes.Load(),
 		Bursts:         c.bursts.Load(),
+		RateLimited:    c.rateLimited.Load(),
 	}
 }

@@ -272,8 +272,9 @@ func TestAgentGoneMeansENOSYS(t *testing.T) {
 func TestStormReal(t *testing.T) {
 	requireNotify(t)
 	for _, opt := range []StormOptions{
-		{},                          // node defaults: folded
-		{Window: -1, QueueSize: 64}, // every denial a record, tiny queue: gaps
+		{}, // node defaults: folded
+		{Window: -1, QueueSize: 64, RecordsPerSecond: -1},    // every denial a record, tiny queue: gaps
+		{Window: -1, RecordsPerSecond: 100},                  // no folding, but the rate limit
 		{Mode: denial.ModeComplain, Window: 0, QueueSize: 0}, // complain: CONTINUE
 		// Every way of receiving, with and without SYNC_WAKE_UP.
 		{Receiver: "poller"},
@@ -281,7 +282,7 @@ func TestStormReal(t *testing.T) {
 		{Receiver: "thread", NoSyncWakeUp: true},
 		{Receiver: "adaptive", NoSyncWakeUp: true},
 		// Every denial a record, through the thread receiver.
-		{Window: -1, Receiver: "thread"},
+		{Window: -1, Receiver: "thread", RecordsPerSecond: -1},
 	} {
 		t.Run(fmt.Sprintf("window=%v,queue=%d,mode=%s,receiver=%s,nosync=%v", opt.Window, opt.QueueSize, opt.Mode, opt.Receiver, opt.NoSyncWakeUp), func(t *testing.T) {
 			start := time.Now()

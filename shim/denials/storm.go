@@ -54,6 +54,9 @@ func Storm(n int, opt StormOptions) (StormResult, error) {
 	if opt.QueueSize > 0 {
 		cfg.QueueSize = opt.QueueSize
 	}
+	if opt.RecordsPerSecond != 0 {
+		cfg.MaxRecordsPerSecond = max(opt.RecordsPerSecond, 0)
+	}
 	mode, err := receiverMode(opt.Receiver)
 	if err != nil {
 		return res, err

@@ -25,6 +25,9 @@ type StormOptions struct {
 	Receiver string
 	// NoSyncWakeUp leaves SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP off.
 	NoSyncWakeUp bool
+	// RecordsPerSecond overrides max_records_per_second; negative means
+	// no limit.
+	RecordsPerSecond int
 }
 
 // receiverMode parses StormOptions.Receiver.
