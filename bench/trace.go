@@ -419,11 +419,13 @@ func (b *runner) shimCreatePhases() []Metric {
 func shimPhaseName(name string) string {
 	what := map[string]string{
 		"spec":               "read config.json",
+		"intercept.config":   "node config and options file; at a shim's first container also the pipeline and denial agent built",
 		"intercept.userns":   "pipeline: user namespace (range lease, id maps)",
 		"intercept.seccomp":  "pipeline: seccomp profile (generated or cached)",
 		"intercept.apparmor": "pipeline: AppArmor",
 		"intercept.denials":  "pipeline: denial agent wiring",
-		"intercept":          "whole pipeline, with node config and result file",
+		"intercept.result":   "pipeline result written to the bundle",
+		"intercept":          "the whole pipeline phase, all of the above",
 		"remap":              "idmapped rootfs options",
 		"rootfs":             "rootfs mount",
 		"libcontainer":       "libcontainer config and state",
