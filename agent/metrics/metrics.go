@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/stockade-dev/stockade/shim/denials"
+	"github.com/stockade-dev/stockade/agent/sink"
 )
 
 // Metrics holds the agent's collectors in a registry of their own, so the
@@ -87,8 +87,8 @@ func (m *Metrics) Handler() http.Handler {
 
 // Record counts one sink record: a denial with its count, or a gap with
 // the syscalls it stands for.
-func (m *Metrics) Record(r *denials.Record) {
-	if r.Type == denials.TypeGap {
+func (m *Metrics) Record(r *sink.Record) {
+	if r.Type == sink.TypeGap {
 		m.dropped.WithLabelValues(m.node, r.Namespace, r.Pod, r.Container).Add(float64(r.Dropped))
 		return
 	}

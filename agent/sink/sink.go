@@ -24,9 +24,38 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/stockade-dev/stockade/node/fileutil"
-	"github.com/stockade-dev/stockade/shim/denials"
+)
+
+// Record is what the agent reads of one sink line. The shims write them
+// (shim/denials.Record is the writer's type, the README's "Reading
+// denials" the contract); the agent decodes only the fields it uses and
+// ignores the rest, so a newer shim adding fields breaks nothing.
+type Record struct {
+	Type        string    `json:"type,omitempty"` // "" or TypeGap
+	Time        time.Time `json:"time"`
+	Node        string    `json:"node"`
+	Namespace   string    `json:"namespace"`
+	Pod         string    `json:"pod"`
+	PodUID      string    `json:"pod_uid"`
+	Container   string    `json:"container"`
+	ContainerID string    `json:"container_id"`
+	Syscall     string    `json:"syscall,omitempty"`
+	Action      string    `json:"action,omitempty"` // ActionDenied or ActionAllowed
+	Errno       string    `json:"errno,omitempty"`
+	Mode        string    `json:"mode,omitempty"`
+	Profile     string    `json:"profile,omitempty"`
+	Count       uint64    `json:"count,omitempty"`
+	Dropped     uint64    `json:"dropped,omitempty"`
+}
+
+// Values of Record fields, as the shims write them.
+const (
+	TypeGap       = "gap"
+	ActionDenied  = "denied"
+	ActionAllowed = "allowed"
 )
 
 // maxLine bounds one record line. The shim cuts every workload-controlled
@@ -40,7 +69,7 @@ const chunk = 64 << 10
 // Handler receives what the tailer reads.
 type Handler interface {
 	// Record is called for every well-formed record.
-	Record(r *denials.Record)
+	Record(r *Record)
 	// BadLine is called for a line that is not a record (a crash cut it
 	// short, the disk damaged it, or it is too long); reason is a short
 	// word fit for a metric label, err says what was wrong.
@@ -265,12 +294,12 @@ func (t *Tailer) line(path string, line []byte, h Handler) {
 	if len(line) == 0 {
 		return
 	}
-	var r denials.Record
+	var r Record
 	if err := json.Unmarshal(line, &r); err != nil {
 		h.BadLine(path, "malformed", fmt.Errorf("%s: not a denial record: %w", path, err))
 		return
 	}
-	if r.Type != "" && r.Type != denials.TypeGap {
+	if r.Type != "" && r.Type != TypeGap {
 		h.BadLine(path, "unknown_type", fmt.Errorf("%s: record of unknown type %q", path, r.Type))
 		return
 	}

@@ -5,8 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/stockade-dev/stockade/shim/denials"
 )
 
 type collect struct {
@@ -14,8 +12,8 @@ type collect struct {
 	bad      []string
 }
 
-func (c *collect) Record(r *denials.Record) {
-	if r.Type == denials.TypeGap {
+func (c *collect) Record(r *Record) {
+	if r.Type == TypeGap {
 		c.syscalls = append(c.syscalls, "gap")
 		return
 	}
