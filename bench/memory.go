@@ -50,14 +50,14 @@ func (b *runner) shimMemory(ctx context.Context) ([]Metric, error) {
 			if c.err != nil {
 				continue
 			}
-			perPod, shims, err := b.measurePods(ctx, rs, s, count)
+			perPod, split, shims, err := b.measurePods(ctx, rs, s, count)
 			if err != nil {
 				c.err = err
 				b.cfg.Logf("%s: %v", s.name, err)
 				continue
 			}
 			c.samples = []float64{perPod}
-			notes[s.name] = fmt.Sprintf("%s %d shims", s.name, shims)
+			notes[s.name] = fmt.Sprintf("%s %d shims: %s", s.name, shims, split)
 		}
 		running := fmt.Sprintf("%d pods running", count)
 		if count == 1 {
@@ -77,10 +77,11 @@ func (b *runner) shimMemory(ctx context.Context) ([]Metric, error) {
 }
 
 // measurePods starts count pods on s, lets them settle, and returns the
-// summed shim PSS divided by count (MiB) and the number of shims.
-func (b *runner) measurePods(ctx context.Context, rs runtimeapi.RuntimeServiceClient, s *side, count int) (float64, int, error) {
+// summed shim PSS divided by count (MiB), how that splits into anonymous and
+// file-backed memory, and the number of shims.
+func (b *runner) measurePods(ctx context.Context, rs runtimeapi.RuntimeServiceClient, s *side, count int) (float64, string, int, error) {
 	if err := b.waitNoShims(ctx); err != nil {
-		return 0, 0, err
+		return 0, "", 0, err
 	}
 	var pods []*pod
 	defer func() {
@@ -96,33 +97,37 @@ func (b *runner) measurePods(ctx context.Context, rs runtimeapi.RuntimeServiceCl
 			pods = append(pods, p)
 		}
 		if err != nil {
-			return 0, 0, err
+			return 0, "", 0, err
 		}
 	}
 	select {
 	case <-time.After(settle):
 	case <-ctx.Done():
-		return 0, 0, ctx.Err()
+		return 0, "", 0, ctx.Err()
 	}
 	pids, err := s.env.ShimPIDs()
 	if err != nil {
-		return 0, 0, err
+		return 0, "", 0, err
 	}
 	if len(pids) == 0 {
-		return 0, 0, errors.New("no shim processes found")
+		return 0, "", 0, errors.New("no shim processes found")
 	}
-	var totalKiB int64
+	var total pss
 	for pid := range pids {
-		kib, err := pssKiB(pid)
+		p, err := pssOf(pid)
 		if err != nil {
-			return 0, 0, err
+			return 0, "", 0, err
 		}
-		totalKiB += kib
+		total.all += p.all
+		total.anon += p.anon
+		total.file += p.file
 		if dir := os.Getenv(memDumpEnv); dir != "" {
 			dumpSmaps(dir, s.name, count, pid)
 		}
 	}
-	return float64(totalKiB) / 1024 / float64(count), len(pids), nil
+	perPod := func(kib int64) float64 { return float64(kib) / 1024 / float64(count) }
+	split := fmt.Sprintf("%.2f MiB anonymous + %.2f MiB file-backed per pod", perPod(total.anon), perPod(total.file))
+	return perPod(total.all), split, len(pids), nil
 }
 
 // memDumpEnv names a directory where every measured shim's
@@ -162,24 +167,50 @@ func (b *runner) waitNoShims(ctx context.Context) error {
 	}
 }
 
-// pssKiB reads the Pss line of /proc/<pid>/smaps_rollup: the process's
-// resident memory with every shared page divided among its sharers, the
-// fair way to add up many processes running the same binary.
-func pssKiB(pid int) (int64, error) {
+// pss is a process's proportional set size in KiB: its resident memory with
+// every shared page divided among its sharers, the fair way to add up many
+// processes running the same binary. anon is the heap, stacks and the
+// runtime's own (paid per pod whatever the pod count); file is the mapped
+// binary and libraries (the page cache, shared by every shim of the binary).
+type pss struct{ all, anon, file int64 }
+
+// pssOf reads /proc/<pid>/smaps_rollup.
+func pssOf(pid int) (pss, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
-		return 0, err
+		return pss{}, err
 	}
 	defer f.Close()
+	var p pss
+	seen := false
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) >= 2 && fields[0] == "Pss:" {
-			return strconv.ParseInt(fields[1], 10, 64)
+		if len(fields) < 2 {
+			continue
 		}
+		var dst *int64
+		switch fields[0] {
+		case "Pss:":
+			dst, seen = &p.all, true
+		case "Pss_Anon:":
+			dst = &p.anon
+		case "Pss_File:":
+			dst = &p.file
+		default:
+			continue
+		}
+		v, err := strconv.ParseInt(fields[1], 10, 64)
+		if err != nil {
+			return pss{}, fmt.Errorf("/proc/%d/smaps_rollup: %q: %w", pid, sc.Text(), err)
+		}
+		*dst = v
 	}
 	if err := sc.Err(); err != nil {
-		return 0, err
+		return pss{}, err
 	}
-	return 0, fmt.Errorf("no Pss in /proc/%d/smaps_rollup", pid)
+	if !seen {
+		return pss{}, fmt.Errorf("no Pss in /proc/%d/smaps_rollup", pid)
+	}
+	return p, nil
 }

@@ -101,6 +101,13 @@ func startOrphanReaper(ctx context.Context) {
 // reapOrphans reaps every zombie child that is an orphan by the rules above.
 // It returns the pids it reaped.
 func reapOrphans(ctx context.Context, own string) []int {
+	// Most SIGCHLDs are for processes whose waiter has already reaped
+	// them (every container start forks and reaps nsexec's helpers): then
+	// there is no zombie, and the scan below, with the lock that holds up
+	// the next start, is skipped.
+	if !anyZombie() {
+		return nil
+	}
 	spawnMu.Lock()
 	defer spawnMu.Unlock()
 	var reaped []int
@@ -123,6 +130,20 @@ func reapOrphans(ctx context.Context, own string) []int {
 		log.G(ctx).WithFields(log.Fields{"pid": pid, "cgroup": cg}).Debug("reaped orphaned container process")
 	}
 	return reaped
+}
+
+// anyZombie reports whether the shim has an exited child not yet reaped,
+// without reaping it (WNOWAIT), whatever its exit signal (__WALL). When it
+// cannot tell, it says yes, and the caller looks the slow way.
+func anyZombie() bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT|unix.WALL, nil)
+	if err != nil {
+		return err != unix.ECHILD
+	}
+	// With WNOHANG and no waitable child, Linux returns 0 with si_signo 0;
+	// a waitable child sets it to SIGCHLD.
+	return info.Signo != 0
 }
 
 // children lists the shim's child processes: /proc/self/task/*/children

@@ -95,3 +95,36 @@ func TestIsZombieParsesCommandsWithParentheses(t *testing.T) {
 		t.Error("a pid that does not exist is not a zombie")
 	}
 }
+
+// anyZombie sees an exited child without reaping it, and nothing once it is
+// reaped.
+func TestAnyZombie(t *testing.T) {
+	// The test binary may have zombie children of other tests; start clean.
+	for anyZombie() {
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(-1, &ws, unix.WNOHANG|unix.WALL, nil); err != nil {
+			break
+		}
+	}
+	if anyZombie() {
+		t.Skip("a zombie child this test cannot reap")
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var info unix.Siginfo
+	if err := unix.Waitid(unix.P_PID, cmd.Process.Pid, &info, unix.WEXITED|unix.WNOWAIT, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !anyZombie() {
+		t.Error("an exited child not yet reaped is not seen")
+	}
+	// Still there for its own waiter: anyZombie did not reap it.
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("wait for the child: %v", err)
+	}
+	if anyZombie() {
+		t.Error("a zombie is seen after its child was reaped")
+	}
+}
