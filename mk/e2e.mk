@@ -38,6 +38,8 @@ e2e: deps build images e2e-images e2e-k8s
 # entrypoint, and the programs install.sh runs, each with the shared
 # libraries ldd resolves and the program interpreter (as busybox.tar in
 # mk/critest.mk). The test imports the tarball into the node's containerd.
+# The DaemonSet's agent container runs bin/stockade inside the image, so its
+# shared libraries (libseccomp) go in too; the Dockerfile's are static.
 E2E_INSTALLER_IMAGE := $(BIN)/images/stockade-installer.tar
 E2E_INSTALLER_TOOLS := env bash nsenter cmp awk curl grep cat cp mv rm chmod mkdir \
 	dirname basename seq sleep
@@ -53,7 +55,7 @@ $(E2E_INSTALLER_IMAGE): $(BIN)/hack/mkimage $(BIN)/containerd-shim-stockade-v1 $
 		p=$$(command -v $$t); test -n "$$p"; \
 		progs="$$progs $$p"; adds="$$adds -add $$(readlink -f $$p):/usr/bin/$$t:0755"; \
 	done; \
-	for l in $$(for p in $$progs; do ldd $$p; done | awk '$$2 == "=>" && $$3 ~ /^\// {print $$3}' | sort -u); do \
+	for l in $$(for p in $$progs $(BIN)/stockade; do ldd $$p; done | awk '$$2 == "=>" && $$3 ~ /^\// {print $$3}' | sort -u); do \
 		adds="$$adds -add $$(readlink -f $$l):$$l:0755"; \
 	done; \
 	interp=$$(readelf -l $$(command -v bash) | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p'); \

@@ -108,6 +108,18 @@ func TestInstaller(t *testing.T) {
 	if handlers := n.handlers(t); !slices.Contains(handlers, "stockade") {
 		t.Fatalf("containerd has no stockade handler after the install: %v", handlers)
 	}
+	// The DaemonSet's second container is the node agent; with the host
+	// network it serves its metrics on the node's port.
+	n.waitFor("the agent's metrics", func() error {
+		body, err := httpGet(ctx, "http://127.0.0.1:9745/metrics")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(body, `stockade_sink_last_record_timestamp_seconds{node="`+NodeName+`"}`) {
+			return fmt.Errorf("no stockade metrics for node %s in %.300q", NodeName, body)
+		}
+		return nil
+	})
 
 	// A pod on the handler, through contrib's RuntimeClass (its
 	// nodeSelector needs the label the installer set).
@@ -196,6 +208,7 @@ type installerNode struct {
 	confDir    string // the containerd config's directory
 	config     string // CONTAINERD_CONFIG
 	dropinDir  string // DROPIN_DIR
+	agentDir   string // the agent's /var/lib/stockade
 	hostExec   string
 	mu         sync.Mutex
 	nRestarts  int
@@ -219,6 +232,7 @@ func newInstallerNode(t *testing.T, c *Cluster) *installerNode {
 		confDir:   filepath.Join(dir, "etc", "containerd"),
 		dropinDir: filepath.Join(dir, "etc", "containerd", "conf.d"),
 		hostExec:  filepath.Join(dir, "host-exec"),
+		agentDir:  filepath.Join(dir, "var", "lib", "stockade"),
 	}
 	n.config = filepath.Join(n.confDir, "config.toml")
 	// A previous run of this test in the same cluster: start afresh.
@@ -437,6 +451,10 @@ func (n *installerNode) manifest(t *testing.T) string {
 		"host-etc-stockade":   stockadeDir,
 		"host-etc-containerd": n.confDir,
 	}
+	agentPaths := map[string]string{
+		"host-var-log-stockade": n.c.Env.LogDir,
+		"host-var-lib-stockade": n.agentDir,
+	}
 	env := map[string]string{
 		"BIN_DIR":            n.binDir,
 		"STOCKADE_DIR":       stockadeDir,
@@ -461,36 +479,58 @@ func (n *installerNode) manifest(t *testing.T) string {
 		spec := dig(t, obj, "spec", "template", "spec")
 		spec["hostNetwork"] = true
 		containers, _ := spec["containers"].([]any)
-		if len(containers) != 1 {
-			t.Fatalf("the shipped DaemonSet has %d containers, want 1", len(containers))
+		if len(containers) != 2 {
+			t.Fatalf("the shipped DaemonSet has %d containers, want 2 (installer and agent)", len(containers))
 		}
-		ctr := containers[0].(map[string]any)
-		ctr["image"] = installerImage
-		vars, _ := ctr["env"].([]any)
-		for _, k := range sortedKeys(env) {
-			vars = append(vars, map[string]any{"name": k, "value": env[k]})
-		}
-		ctr["env"] = vars
+		// Which host path each volume is, and where each container sees it.
+		hostPath := map[string]string{}
 		mounts := map[string]bool{}
-		for _, m := range ctr["volumeMounts"].([]any) {
-			m := m.(map[string]any)
-			p, ok := hostPaths[m["name"].(string)]
-			if !ok {
-				t.Fatalf("the shipped DaemonSet mounts %v, which this test does not know", m["name"])
+		for _, c := range containers {
+			ctr := c.(map[string]any)
+			ctr["image"] = installerImage
+			vars, _ := ctr["env"].([]any)
+			for _, k := range sortedKeys(env) {
+				if ctr["name"] == "agent" && !strings.HasPrefix(k, "KUBERNETES_") {
+					continue
+				}
+				vars = append(vars, map[string]any{"name": k, "value": env[k]})
 			}
-			m["mountPath"] = "/host" + p
-			mounts[m["name"].(string)] = true
+			ctr["env"] = vars
+			for _, m := range ctr["volumeMounts"].([]any) {
+				m := m.(map[string]any)
+				name := m["name"].(string)
+				switch ctr["name"] {
+				case "installer":
+					p, ok := hostPaths[name]
+					if !ok {
+						t.Fatalf("the shipped installer mounts %v, which this test does not know", name)
+					}
+					m["mountPath"] = "/host" + p
+					hostPath[name] = p
+				case "agent":
+					// The agent sees the host's directories where the node
+					// config has them; here they are the harness's.
+					p, ok := agentPaths[name]
+					if !ok {
+						t.Fatalf("the shipped agent mounts %v, which this test does not know", name)
+					}
+					hostPath[name] = p
+				default:
+					t.Fatalf("the shipped DaemonSet has a container %v this test does not know", ctr["name"])
+				}
+				mounts[name] = true
+			}
 		}
 		for _, v := range spec["volumes"].([]any) {
 			v := v.(map[string]any)
-			p, ok := hostPaths[v["name"].(string)]
+			p, ok := hostPath[v["name"].(string)]
 			if !ok {
-				t.Fatalf("the shipped DaemonSet has volume %v, which this test does not know", v["name"])
+				t.Fatalf("the shipped DaemonSet has volume %v, which no container mounts", v["name"])
 			}
 			v["hostPath"].(map[string]any)["path"] = p
 		}
-		if len(mounts) != len(hostPaths) {
-			t.Fatalf("the shipped DaemonSet mounts %v, want %v", mounts, hostPaths)
+		if len(mounts) != len(hostPaths)+len(agentPaths) {
+			t.Fatalf("the shipped DaemonSet mounts %v, want %v and %v", mounts, hostPaths, agentPaths)
 		}
 	}
 	if !found {
