@@ -211,6 +211,7 @@ spec:
 				if e.Count != 3 || e.Message != "stockade denied unshare (EPERM) 3 times" {
 					return fmt.Errorf("event count %d, message %q: want all 3 denials", e.Count, e.Message)
 				}
+				t.Logf("event on pod %s: %s (count %d)", pod, e.Message, e.Count)
 				return nil
 			}
 			return fmt.Errorf("no unshare event in %s", out)
@@ -262,6 +263,7 @@ spec:
 		if len(obj.Status.Nodes) != 1 || obj.Status.Nodes[0].Name != NodeName || obj.Status.Nodes[0].Runs != 1 {
 			t.Fatalf("object status %+v", obj.Status)
 		}
+		t.Logf("RecordedSeccompProfile %s/rec.main: runs %d, %d syscalls, nodes %+v", k.NS, obj.Spec.Runs, len(sys), obj.Status.Nodes)
 
 		// A profile recorded on another node: the object as that node's
 		// agent leaves it (this node never ran the workload).
