@@ -122,8 +122,8 @@ type Agent struct {
 	// newProcs makes a receiver's comm/exe cache; tests replace it.
 	newProcs func() *procCache
 
-	// recv is how sources receive; recv.stopFd is the eventfd Close
-	// signals, threads counts receivers on threads of their own.
+	// recv is how sources receive; threads counts receivers on threads
+	// of their own.
 	recv    receiverOptions
 	threads atomic.Int32
 
@@ -191,11 +191,6 @@ func New(cfg config.Denials, node string, opts ...Option) (*Agent, error) {
 		// Receivers on threads of their own wait in ppoll, holding no P;
 		// a few more than there are Ps serve concurrent bursts.
 		a.recv.maxThreads = int32(max(2, runtime.GOMAXPROCS(0)))
-	}
-	// Without the eventfd, a busy receiver notices Close within busyIdle.
-	a.recv.stopFd = -1
-	if efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err == nil {
-		a.recv.stopFd = efd
 	}
 	a.pipe = newPipeline(o.ctx, cfg.QueueSize, sinks, &a.stats)
 	a.loopsEnd.Add(3)
@@ -353,18 +348,10 @@ func (a *Agent) Close() error {
 
 	err := a.ln.Close()
 	close(a.stop)
-	if a.recv.stopFd > 0 {
-		// Wakes every receiver waiting on a thread of its own.
-		var one = [8]byte{1}
-		_, _ = unix.Write(a.recv.stopFd, one[:])
-	}
 	for _, s := range srcs {
 		_ = s.close()
 	}
 	a.serving.Wait()
-	if a.recv.stopFd > 0 {
-		_ = unix.Close(a.recv.stopFd)
-	}
 	a.loopsEnd.Wait()
 	for _, r := range a.agg.flushAll() {
 		a.pipe.emit(r)

@@ -50,11 +50,10 @@ type receiverOptions struct {
 	threads *atomic.Int32
 	// maxThreads is the bound threads is checked against.
 	maxThreads int32
+	// idle overrides busyIdle (tests).
+	idle time.Duration
 	// bursts, if set, counts moves to a thread of its own.
 	bursts *atomic.Uint64
-	// stopFd, when > 0, is an eventfd that becomes readable when the
-	// agent closes: it wakes receivers waiting on their own threads.
-	stopFd int
 }
 
 // notification is one notified syscall, in the agent's own terms so the

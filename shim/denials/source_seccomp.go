@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -27,24 +28,28 @@ const Supported = true
 //   - idle: a dup of the fd sits in Go's netpoller, so an idle filter costs
 //     no thread, and closing that dup wakes the waiter;
 //   - busy: during a burst, the receiving goroutine locks itself to its
-//     thread and waits in ppoll on the fd and the agent's stop eventfd,
-//     then receives. The kernel wakes that thread directly from the
-//     filter's wait queue, without the netpoller's epoll round and
-//     goroutine hand-off; after busyIdle without a notification it unlocks
-//     and goes back to the netpoller.
+//     thread and blocks in SECCOMP_IOCTL_NOTIF_RECV on a dup of its own.
+//     The kernel wakes that thread directly from the filter's wait queue,
+//     without epoll and the netpoller's goroutine hand-off (with
+//     SYNC_WAKE_UP, on the notifying CPU). After busyIdle without a
+//     notification a watchdog ends the burst and the receiver goes back to
+//     the netpoller, so an idle pod pins no threads.
 //
-// It never waits in a blocking SECCOMP_IOCTL_NOTIF_RECV, although that is
-// the fastest wait (TestBlockedRecv measures all three): on this kernel
-// neither closing the fd nor a signal ends a blocked RECV (Go's handlers
-// are SA_RESTART, and closing only drops the fd table's reference), so a
-// receiver blocked there would pin its thread until the filter's next
-// notification, possibly forever. ppoll says a notification is pending
-// first; RECV then returns at once, because each fd has exactly one
-// receiver (a pending notification can only be taken by it, or withdrawn,
-// which RECV reports as ENOENT rather than blocking).
+// Nothing ends a blocking RECV by itself: closing the fd does not (the
+// ioctl holds the file), and a signal only restarts it (Go's handlers are
+// SA_RESTART); TestBlockedRecvKernelFacts checks both on the running
+// kernel. So a busy receiver is stopped (stopBusy) by replacing its dup
+// with an eventfd (dup2: the number stays taken, so it cannot be reused
+// under the receiver) and then signalling its thread: the restarted RECV
+// finds a file that is not a seccomp listener and fails with ENOTTY at
+// once, as does any RECV entered after the swap. The signal is SIGURG,
+// which Go's runtime sends itself for preemption and ignores when spurious.
 //
-// A filter whose processes have all exited polls POLLHUP (and, from Linux
-// 6.11, fails RECV with ENOENT): the source is done.
+// One goroutine receives per fd (several receivers per fd are possible,
+// but one thread per filter already answers as fast as the workload's
+// thread can be denied). A filter whose processes have all exited polls
+// POLLHUP and, from Linux 6.11, fails a blocked RECV with ENOENT: the
+// source is done.
 type fdSource struct {
 	// fd is the notify fd. Only the receiving goroutine uses it; it closes
 	// it on its way out (or close does, when no receive is running).
@@ -60,6 +65,16 @@ type fdSource struct {
 	// f is the netpoller's dup of fd in idle mode, nil in busy mode.
 	f  *os.File
 	rc syscall.RawConn
+	// busyFd is the receiver's dup of fd during a burst, -1 otherwise;
+	// tid is the thread blocked on it. stopping is set once stopBusy has
+	// swapped busyFd for an eventfd.
+	busyFd   int
+	tid      int
+	stopping bool
+	// lastRecv is when the busy receiver last got a notification
+	// (UnixNano), for the watchdog.
+	lastRecv atomic.Int64
+	watchdog *time.Timer
 
 	// State of the receiving goroutine.
 	busy    bool
@@ -69,7 +84,7 @@ type fdSource struct {
 	req     seccompNotif
 	resp    seccompNotifResp
 	idBuf   uint64
-	pfd     [2]unix.PollFd
+	pfd     unix.PollFd
 	lastKey uint64
 	lastN   string
 	lastA   string
@@ -81,7 +96,7 @@ func newFDSource(fd int, opt receiverOptions) (source, error) {
 		// wake-ups simply stay as they were.
 		_ = notifSetSyncWakeUp(fd)
 	}
-	s := &fdSource{fd: fd, opt: opt, lastKey: ^uint64(0)}
+	s := &fdSource{fd: fd, opt: opt, lastKey: ^uint64(0), busyFd: -1}
 	if opt.mode == receiveThread {
 		return s, nil
 	}
@@ -145,7 +160,7 @@ func (s *fdSource) enter() bool {
 
 // finish ends the receiving goroutine's use of the source for good.
 func (s *fdSource) finish() {
-	s.unlockThread()
+	s.endBusy()
 	s.detachPoller()
 	s.mu.Lock()
 	s.receiving = false
@@ -204,7 +219,7 @@ func (s *fdSource) receiveIdle() error {
 	var rerr error
 	err := rc.Read(func(fd uintptr) bool {
 		for {
-			switch ev := pollNow(&s.pfd[0], s.fd); {
+			switch ev := pollNow(&s.pfd, s.fd); {
 			case ev&unix.POLLIN != 0:
 				// POLLIN means a notification is pending, so the receive,
 				// which cannot be made non-blocking, returns at once.
@@ -239,51 +254,156 @@ func (s *fdSource) receiveIdle() error {
 	return rerr
 }
 
-// receiveBusy waits for a notification on this goroutine's own thread.
+// receiveBusy waits for a notification on this goroutine's own thread,
+// blocked in RECV.
 func (s *fdSource) receiveBusy() error {
-	s.lockThread()
-	s.pfd[0] = unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN}
-	n := 1
-	if s.opt.stopFd > 0 {
-		s.pfd[1] = unix.PollFd{Fd: int32(s.opt.stopFd), Events: unix.POLLIN}
-		n = 2
-	}
-	timeout := unix.NsecToTimespec(int64(busyIdle))
-	for {
-		if s.isClosed() {
-			return errSourceDone
+	if s.busyFd < 0 {
+		if err := s.startBusy(); err != nil {
+			return err
 		}
-		_, _, e := unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&s.pfd[0])), uintptr(n),
-			uintptr(unsafe.Pointer(&timeout)), 0, 0, 0)
-		switch {
-		case e == unix.EINTR:
+	}
+	for {
+		e := notifRecv(s.busyFd, &s.req)
+		switch e {
+		case 0:
+			s.lastRecv.Store(time.Now().UnixNano())
+			return nil
+		case unix.EINTR:
 			continue
-		case e != 0:
-			return fmt.Errorf("failed to wait on seccomp notify fd: %w", e)
-		case n == 2 && s.pfd[1].Revents != 0:
-			return errSourceDone
-		case s.pfd[0].Revents&unix.POLLIN != 0:
-			switch e := notifRecv(s.fd, &s.req); e {
-			case 0:
-				return nil
-			case unix.ENOENT, unix.EINTR:
-				continue
-			default:
-				return fmt.Errorf("failed to receive seccomp notification: %w", e)
+		case unix.ENOENT:
+			// Withdrawn between wake-up and receive, or, from Linux
+			// 6.11, the filter lost its last process.
+			if pollNow(&s.pfd, s.busyFd)&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 && !s.isStopping() {
+				return errSourceDone
 			}
-		case s.pfd[0].Revents != 0:
-			return errSourceDone
-		default:
-			// busyIdle passed without a notification: the burst is over.
-			if s.opt.mode == receiveThread {
+			if !s.isStopping() {
 				continue
 			}
-			s.busy = false
-			s.unlockThread()
+		}
+		if s.isStopping() {
+			// stopBusy swapped the dup: the burst is over or the source
+			// closed.
+			s.endBusy()
+			if s.isClosed() {
+				return errSourceDone
+			}
 			return errRetry
 		}
+		return fmt.Errorf("failed to receive seccomp notification: %w", e)
 	}
 }
+
+// startBusy moves the receiver onto its thread: locked, the netpoller's dup
+// closed (its epoll registration would otherwise wake a netpoller thread for
+// every notification), a dup of its own to block on, and the watchdog that
+// ends the burst armed.
+func (s *fdSource) startBusy() error {
+	s.lockThread()
+	s.detachPoller()
+	dup, err := unix.FcntlInt(uintptr(s.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		s.unlockThread()
+		return fmt.Errorf("failed to dup seccomp notify fd: %w", err)
+	}
+	s.lastRecv.Store(time.Now().UnixNano())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		_ = unix.Close(dup)
+		s.unlockThread()
+		return errSourceDone
+	}
+	s.busyFd, s.tid, s.stopping = dup, unix.Gettid(), false
+	if s.opt.mode == receiveAdaptive {
+		idle := busyIdle
+		if s.opt.idle > 0 {
+			idle = s.opt.idle
+		}
+		s.watchdog = time.AfterFunc(idle, func() { s.checkIdle(idle) })
+	}
+	return nil
+}
+
+// checkIdle ends a burst that has had no notification for idle.
+func (s *fdSource) checkIdle(idle time.Duration) {
+	since := time.Since(time.Unix(0, s.lastRecv.Load()))
+	if since >= idle {
+		s.stopBusy()
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.watchdog != nil && !s.stopping {
+		s.watchdog.Reset(idle - since)
+	}
+}
+
+func (s *fdSource) isStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
+}
+
+// stopBusy ends a burst from any goroutine: the receiver's dup becomes an
+// eventfd, then its thread is signalled until it has left RECV.
+func (s *fdSource) stopBusy() {
+	s.mu.Lock()
+	if s.busyFd < 0 || s.stopping {
+		s.mu.Unlock()
+		return
+	}
+	nfd, err := notAListener()
+	if err == nil {
+		err = unix.Dup3(nfd, s.busyFd, unix.O_CLOEXEC)
+	}
+	if err != nil {
+		// Cannot happen short of running out of fds; the receiver then
+		// stays on its thread until the filter's next notification.
+		s.mu.Unlock()
+		return
+	}
+	s.stopping = true
+	busyFd, tid := s.busyFd, s.tid
+	s.mu.Unlock()
+	go func() {
+		// One signal suffices (a RECV entered after the swap fails at
+		// once; one in progress restarts into the failure), but a signal
+		// is cheap and a lost one would pin the thread: repeat until the
+		// receiver has let go of its dup.
+		for wait := 50 * time.Microsecond; ; wait = min(2*wait, 10*time.Millisecond) {
+			s.mu.Lock()
+			gone := s.busyFd != busyFd || s.tid != tid
+			s.mu.Unlock()
+			if gone {
+				return
+			}
+			_ = unix.Tgkill(unix.Getpid(), tid, unix.SIGURG)
+			time.Sleep(wait)
+		}
+	}()
+}
+
+// endBusy closes the receiver's dup and gives the thread back. Called by
+// the receiving goroutine.
+func (s *fdSource) endBusy() {
+	s.mu.Lock()
+	if s.watchdog != nil {
+		s.watchdog.Stop()
+		s.watchdog = nil
+	}
+	if s.busyFd >= 0 {
+		_ = unix.Close(s.busyFd)
+		s.busyFd, s.tid, s.stopping = -1, 0, false
+	}
+	s.mu.Unlock()
+	s.unlockThread()
+}
+
+// notAListener returns an fd that is not a seccomp listener, for stopBusy
+// to swap in: an eventfd, made once per process.
+var notAListener = sync.OnceValues(func() (int, error) {
+	return unix.Eventfd(0, unix.EFD_CLOEXEC)
+})
 
 // noteArrival tracks bursts and moves the receiver to a thread of its own
 // when one starts (adaptive mode).
@@ -312,8 +432,6 @@ func (s *fdSource) noteArrival() {
 	if s.opt.bursts != nil {
 		s.opt.bursts.Add(1)
 	}
-	s.detachPoller()
-	s.lockThread()
 }
 
 func (s *fdSource) lockThread() {
@@ -376,10 +494,10 @@ func (s *fdSource) respond(id uint64, errno syscall.Errno) error {
 }
 
 // close stops the source from any goroutine. A receive in progress is
-// woken (the netpoller's dup is closed; a receiver on its own thread wakes
-// on the agent's stop eventfd, or within busyIdle) and closes the fd on
-// its way out; with no receive in progress the fd is closed here. Either
-// way the kernel then fails this filter's notified syscalls with ENOSYS.
+// woken (the netpoller's dup is closed; a receiver blocked in RECV is
+// stopped by stopBusy) and closes the fd on its way out; with no receive
+// in progress the fd is closed here. Either way the kernel then fails this
+// filter's notified syscalls with ENOSYS.
 func (s *fdSource) close() error {
 	s.mu.Lock()
 	if s.closed && s.fdClosed {
@@ -397,6 +515,7 @@ func (s *fdSource) close() error {
 	if f != nil {
 		_ = f.Close()
 	}
+	s.stopBusy()
 	return nil
 }
 
