@@ -166,6 +166,17 @@ func (s *SeccompStep) Apply(ctx context.Context, c *Container) (Undo, error) {
 // pod, whose containers mostly repeat the inputs (see seccomp.Cache).
 var profileCache = seccomp.NewCache(64)
 
+// ShareSeccompProfiles makes the profile cache node-wide through dir, for
+// this binary's generator (seccomp.Cache.SetDir): a pod's first container
+// then reads what another pod's shim generated.
+func ShareSeccompProfiles(dir string) error {
+	id, err := seccomp.GeneratorID()
+	if err != nil {
+		return err
+	}
+	return profileCache.SetDir(dir, id)
+}
+
 // compiled remembers the narrowed profiles that compiled, by content, so a
 // pod's containers pay libseccomp's compile in the shim once (it is paid
 // again in each container's init, where runc compiles for real).

@@ -24,6 +24,11 @@ type Cache struct {
 	max   int
 	m     map[[sha256.Size]byte]*specs.LinuxSeccomp
 	order [][sha256.Size]byte // oldest first, for eviction
+
+	// dir and generator are the node-wide layer (diskcache.go); dir is
+	// "" without one.
+	dir       string
+	generator []byte
 }
 
 // NewCache returns a cache holding at most max profiles.
@@ -70,9 +75,20 @@ func (c *Cache) Generate(spec *specs.Spec, p Policy) (*specs.LinuxSeccomp, error
 	if hit != nil {
 		return cloneProfile(hit), nil
 	}
-	out, err := Generate(spec, p)
-	if err != nil {
-		return nil, err
+	file := c.fileOf(key)
+	out := load(file)
+	if out == nil {
+		if out, err = Generate(spec, p); err != nil {
+			return nil, err
+		}
+		if file != "" {
+			// What the next shim will read, so that a profile compares
+			// equal however it was obtained (JSON drops empty slices). A
+			// failed write costs the next shim a Generate, nothing more.
+			if rt := storeAndReload(file, out); rt != nil {
+				out = rt
+			}
+		}
 	}
 	c.mu.Lock()
 	if _, ok := c.m[key]; !ok {

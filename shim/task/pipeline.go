@@ -33,6 +33,11 @@ func buildPipeline(ctx context.Context, ns string, c *config.Config) (hooks.Pipe
 	if _, err := u.Reclaim(ctx, podAlive); err != nil {
 		log.G(ctx).WithError(err).Warn("reclaim userns ranges")
 	}
+	// Without the node-wide cache every pod's first container generates
+	// its profile: slower, not less safe.
+	if err := hooks.ShareSeccompProfiles(filepath.Join(StateRootBase, "seccomp-cache")); err != nil {
+		log.G(ctx).WithError(err).Warn("seccomp profiles not shared between pods")
+	}
 	var closers []func(context.Context)
 	// A nil agent makes the denials step a no-op: the profile still
 	// denies, only the records are off.
