@@ -370,7 +370,7 @@ func checkCritical(v verdict) error {
 
 func sortedKnown(fam family) []string {
 	var out []string
-	for n, f := range knownSyscalls {
+	for n, f := range knownSyscalls() {
 		if f&fam != 0 {
 			out = append(out, n)
 		}

@@ -1,6 +1,9 @@
 package seccomp
 
-import "strings"
+import (
+	"strings"
+	"sync"
+)
 
 // The syscall names libseccomp knows, by the ABI families stockade supports.
 // The lists were taken from libseccomp 2.5.4's table (resolving every name on
@@ -116,8 +119,9 @@ const (
 )
 
 // knownSyscalls maps every known name to the families it exists on (0 for
-// names of other ABIs).
-var knownSyscalls = func() map[string]family {
+// names of other ABIs). Built at first use, not at package init: the shim
+// binary is also every container's init, which never asks.
+var knownSyscalls = sync.OnceValue(func() map[string]family {
 	m := map[string]family{}
 	for _, l := range []struct {
 		names string
@@ -133,12 +137,12 @@ var knownSyscalls = func() map[string]family {
 		}
 	}
 	return m
-}()
+})
 
 // Known reports whether name is a syscall the profile knows on goarch's ABIs
 // ("amd64" or "arm64"). Stored and recorded profiles are checked with it.
 func Known(goarch, name string) bool {
-	return knownSyscalls[name]&familyOf(goarch) != 0
+	return knownSyscalls()[name]&familyOf(goarch) != 0
 }
 
 // InitSyscalls are the syscalls runc's init makes after it loads the filter

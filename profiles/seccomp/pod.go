@@ -74,7 +74,7 @@ func parsePod(p *specs.LinuxSeccomp) (*podProfile, error) {
 			return nil, bad("syscalls", "more than %d syscall names", maxPodNames)
 		}
 		for j, n := range r.Names {
-			if _, ok := knownSyscalls[n]; !ok {
+			if _, ok := knownSyscalls()[n]; !ok {
 				return nil, bad(fmt.Sprintf("%s.names[%d]", field, j), "unknown syscall %q", n)
 			}
 		}
