@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stockade-dev/stockade/integration/harness"
 )
 
 // agentMetricsAddr is where TestAgent's agent serves; the DaemonSet's
@@ -49,10 +51,16 @@ type agentProc struct {
 }
 
 func startAgent(t *testing.T, c *Cluster, ns, stateDir string) *agentProc {
-	a := &agentProc{t: t, log: filepath.Join(c.Dir, "logs", "agent-"+ns+".log"), args: []string{"agent",
-		"--kubeconfig", c.Kubeconfig, "--node", NodeName, "--namespace", ns,
-		"--denials-dir", c.Env.LogDir, "--store-dir", ProfileStore(c.Env), "--state-dir", stateDir,
-		"--metrics-addr", agentMetricsAddr, "--poll-interval", "300ms", "--sync-interval", "1s"}}
+	return startAgentOn(t, c, NodeName, c.Env, ns, stateDir, agentMetricsAddr)
+}
+
+// startAgentOn starts an agent for node, whose containerd is env, limited
+// to namespace ns, serving metrics on addr.
+func startAgentOn(t *testing.T, c *Cluster, node string, env *harness.Env, ns, stateDir, addr string) *agentProc {
+	a := &agentProc{t: t, log: filepath.Join(c.Dir, "logs", "agent-"+node+"-"+ns+".log"), args: []string{"agent",
+		"--kubeconfig", c.Kubeconfig, "--node", node, "--namespace", ns,
+		"--denials-dir", env.LogDir, "--store-dir", ProfileStore(env), "--state-dir", stateDir,
+		"--metrics-addr", addr, "--poll-interval", "300ms", "--sync-interval", "1s"}}
 	a.start()
 	t.Cleanup(func() {
 		a.stop(syscall.SIGTERM)

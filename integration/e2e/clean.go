@@ -258,6 +258,12 @@ func cleanHost(dir string) error {
 	if harnessDir != "" {
 		roots = append(roots, harnessDir)
 	}
+	// A second node (TestTwoNodes) keeps the same files in its directory.
+	node2 := filepath.Join(dir, node2Dir)
+	harnessDir2 := readState(node2, harnessDirFile)
+	if harnessDir2 != "" {
+		roots = append(roots, harnessDir2)
+	}
 	var errs []error
 
 	// Several rounds: a shim killed in the first may leave a container
@@ -271,15 +277,17 @@ func cleanHost(dir string) error {
 	for _, r := range roots {
 		errs = append(errs, harness.UnmountUnder(r))
 	}
-	errs = append(errs, containerdLeftovers(harnessDir))
+	errs = append(errs, containerdLeftovers(harnessDir), containerdLeftovers(harnessDir2))
 	errs = append(errs, deadDenialSockets(dir))
-	if br := readState(dir, bridgeFile); br != "" {
-		errs = append(errs, harness.DeleteLink(br))
-	}
-	if nw := readState(dir, networkFile); nw != "" {
-		stale, _ := filepath.Glob(filepath.Join("/var/lib/cni/results", nw+"-*"))
-		for _, f := range stale {
-			_ = os.Remove(f)
+	for _, d := range []string{dir, node2} {
+		if br := readState(d, bridgeFile); br != "" {
+			errs = append(errs, harness.DeleteLink(br))
+		}
+		if nw := readState(d, networkFile); nw != "" {
+			stale, _ := filepath.Glob(filepath.Join("/var/lib/cni/results", nw+"-*"))
+			for _, f := range stale {
+				_ = os.Remove(f)
+			}
 		}
 	}
 	errs = append(errs, removeCgroups())
@@ -360,8 +368,11 @@ func cgroupDirs() []string {
 
 // makeCgroups creates the kubelet's cgroup root in every hierarchy: the
 // kubelet refuses to start when its --cgroup-root is missing in one.
-func makeCgroups() error {
-	for _, d := range cgroupDirs() {
+func makeCgroups() error { return makeCgroupDirs(cgroupDirs()) }
+
+// makeCgroupDirs creates the cgroups dirs (parents first).
+func makeCgroupDirs(dirs []string) error {
+	for _, d := range dirs {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("create cgroup %s: %w", d, err)
 		}
@@ -383,9 +394,12 @@ func makeCgroups() error {
 // removeCgroups removes the cgroup tree below the kubelet's root in every
 // hierarchy, deepest first. Processes must be gone: a populated cgroup
 // cannot be removed, and the error says which.
-func removeCgroups() error {
+func removeCgroups() error { return removeCgroupTrees(cgroupDirs()) }
+
+// removeCgroupTrees removes the cgroups at roots and below, deepest first.
+func removeCgroupTrees(roots []string) error {
 	var errs []error
-	for _, root := range cgroupDirs() {
+	for _, root := range roots {
 		var dirs []string
 		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
 			if err == nil && d.IsDir() {

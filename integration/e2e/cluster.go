@@ -65,6 +65,7 @@ type Cluster struct {
 	NodeIP     string
 	procs      []*component
 	logf       func(string, ...any)
+	pki        *pki // for a second node's certificates
 }
 
 type component struct {
@@ -131,6 +132,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, retErr error) {
 	if err != nil {
 		return nil, err
 	}
+	c.pki = p
 	if err := c.startControlPlane(ctx, p); err != nil {
 		return nil, err
 	}
@@ -178,9 +180,21 @@ func (c *Cluster) SeccompDir() string { return filepath.Join(c.Dir, "kubelet", "
 // out; with no default route through it and no masquerade, nothing leaves
 // the machine.
 func (c *Cluster) nodeAddress() error {
-	conf, err := os.ReadFile(filepath.Join(c.Env.Dir, "cni", "net.d", "10-stockade-test.conflist"))
+	ip, err := bridgeAddress(c.Env, c.Dir)
 	if err != nil {
-		return fmt.Errorf("read the harness's CNI config: %w", err)
+		return err
+	}
+	c.NodeIP = ip
+	return nil
+}
+
+// bridgeAddress creates env's CNI bridge with the first address of its pod
+// subnet (see nodeAddress) and returns that address, after noting the
+// bridge and network names in stateDir for cleanHost.
+func bridgeAddress(env *harness.Env, stateDir string) (string, error) {
+	conf, err := os.ReadFile(filepath.Join(env.Dir, "cni", "net.d", "10-stockade-test.conflist"))
+	if err != nil {
+		return "", fmt.Errorf("read the harness's CNI config: %w", err)
 	}
 	var nc struct {
 		Name    string `json:"name"`
@@ -189,33 +203,32 @@ func (c *Cluster) nodeAddress() error {
 		} `json:"plugins"`
 	}
 	if err := json.Unmarshal(conf, &nc); err != nil || len(nc.Plugins) == 0 || nc.Plugins[0].Bridge == "" {
-		return fmt.Errorf("harness CNI config has no bridge (%v): %s", err, conf)
+		return "", fmt.Errorf("harness CNI config has no bridge (%v): %s", err, conf)
 	}
 	bridge := nc.Plugins[0].Bridge
-	if err := writeFileSync(filepath.Join(c.Dir, bridgeFile), bridge); err != nil {
-		return err
+	if err := writeFileSync(filepath.Join(stateDir, bridgeFile), bridge); err != nil {
+		return "", err
 	}
-	if err := writeFileSync(filepath.Join(c.Dir, networkFile), nc.Name); err != nil {
-		return err
+	if err := writeFileSync(filepath.Join(stateDir, networkFile), nc.Name); err != nil {
+		return "", err
 	}
-	ip, subnet, err := net.ParseCIDR(c.Env.PodSubnet())
+	ip, subnet, err := net.ParseCIDR(env.PodSubnet())
 	if err != nil {
-		return fmt.Errorf("pod subnet: %w", err)
+		return "", fmt.Errorf("pod subnet: %w", err)
 	}
 	ip = ip.To4()
 	ip[3] = 1
 	ones, _ := subnet.Mask.Size()
-	c.NodeIP = ip.String()
 	for _, args := range [][]string{
 		{"link", "add", bridge, "type", "bridge"},
-		{"addr", "add", fmt.Sprintf("%s/%d", c.NodeIP, ones), "dev", bridge},
+		{"addr", "add", fmt.Sprintf("%s/%d", ip, ones), "dev", bridge},
 		{"link", "set", bridge, "up"},
 	} {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+			return "", fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 		}
 	}
-	return nil
+	return ip.String(), nil
 }
 
 func (c *Cluster) startControlPlane(ctx context.Context, p *pki) error {
@@ -318,27 +331,57 @@ func (c *Cluster) startControlPlane(ctx context.Context, p *pki) error {
 }
 
 func (c *Cluster) startKubelet(ctx context.Context, p *pki) error {
-	cert, key, err := p.issue("kubelet", "system:node:"+NodeName, nil, c.NodeIP, "127.0.0.1", NodeName)
-	if err != nil {
-		return err
+	comp, err := c.startKubeletOn(ctx, p, kubeletNode{
+		name: NodeName, ip: c.NodeIP, dir: c.Dir, env: c.Env,
+		port: kubeletPort, healthz: kubeletHealthz, cgroupRoot: "/" + cgroupName,
+	})
+	if comp != nil {
+		c.procs = append(c.procs, comp)
 	}
-	clientCert, clientKey, err := p.issue("kubelet-client", "system:node:"+NodeName, []string{"system:nodes"})
-	if err != nil {
-		return err
+	return err
+}
+
+// kubeletNode is what differs between the kubelets of two nodes on one
+// machine: the name, the address, the state directory, the containerd, the
+// ports and the cgroup root.
+type kubeletNode struct {
+	name, ip, dir string
+	env           *harness.Env
+	port, healthz int
+	cgroupRoot    string
+	extraArgs     []string
+	// logName names the component's log (logs/<logName>.log).
+	logName string
+}
+
+// startKubeletOn starts a kubelet for n and waits until its node is Ready.
+// The component is returned also when it started but did not get Ready,
+// so the caller stops it.
+func (c *Cluster) startKubeletOn(ctx context.Context, p *pki, n kubeletNode) (*component, error) {
+	if n.logName == "" {
+		n.logName = "kubelet"
 	}
-	kubeconfig := filepath.Join(c.Dir, "kubelet.kubeconfig")
+	cert, key, err := p.issue(n.logName, "system:node:"+n.name, nil, n.ip, "127.0.0.1", n.name)
+	if err != nil {
+		return nil, err
+	}
+	clientCert, clientKey, err := p.issue(n.logName+"-client", "system:node:"+n.name, []string{"system:nodes"})
+	if err != nil {
+		return nil, err
+	}
+	kubeconfig := filepath.Join(n.dir, "kubelet.kubeconfig")
 	if err := writeKubeconfig(kubeconfig, fmt.Sprintf("https://127.0.0.1:%d", apiserverPort), p.CA(), clientCert, clientKey); err != nil {
-		return err
+		return nil, err
 	}
 	// Pods get no name server: nothing in the tests resolves names, and the
 	// host's resolver is no business of theirs.
-	resolv := filepath.Join(c.Dir, "resolv.conf")
+	resolv := filepath.Join(n.dir, "resolv.conf")
 	if err := os.WriteFile(resolv, []byte("options ndots:1\n"), 0o644); err != nil {
-		return err
+		return nil, err
 	}
-	podLogs := filepath.Join(c.Dir, "pod-logs")
+	podLogs := filepath.Join(n.dir, "pod-logs")
 	if err := os.MkdirAll(podLogs, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	config := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -357,7 +400,7 @@ authorization: {mode: AlwaysAllow}
 containerRuntimeEndpoint: unix://%s
 # This machine is cgroup v1 hybrid; the kubelet refuses v1 unless told.
 cgroupDriver: cgroupfs
-cgroupRoot: /%s
+cgroupRoot: %s
 failCgroupV1: false
 failSwapOn: false
 # A shared test machine: evict nothing because a disk is 90%% full.
@@ -373,33 +416,39 @@ podLogsDir: %q
 resolvConf: %q
 serializeImagePulls: false
 syncFrequency: 10s
-`, c.NodeIP, kubeletPort, kubeletHealthz, cert, key, p.CA(), c.Env.Address, cgroupName, podLogs, resolv)
-	configFile := filepath.Join(c.Dir, "kubelet.yaml")
+`, n.ip, n.port, n.healthz, cert, key, p.CA(), n.env.Address, n.cgroupRoot, podLogs, resolv)
+	configFile := filepath.Join(n.dir, "kubelet.yaml")
 	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
-		return err
+		return nil, err
 	}
-	if err := c.start("kubelet", filepath.Join(c.K8sBin, "kubelet"),
-		"--config="+configFile,
-		"--kubeconfig="+kubeconfig,
-		"--root-dir="+filepath.Join(c.Dir, "kubelet"),
-		"--hostname-override="+NodeName,
-		"--node-ip="+c.NodeIP,
+	comp, err := c.spawn(n.logName, filepath.Join(c.K8sBin, "kubelet"), append([]string{
+		"--config=" + configFile,
+		"--kubeconfig=" + kubeconfig,
+		"--root-dir=" + filepath.Join(n.dir, "kubelet"),
+		"--hostname-override=" + n.name,
+		"--node-ip=" + n.ip,
 		"--v=1",
-	); err != nil {
-		return err
+	}, n.extraArgs...)...)
+	if err != nil {
+		return nil, err
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		out, err := c.kubectl(ctx, "get", "node", NodeName,
+		out, err := c.kubectl(ctx, "get", "node", n.name,
 			"-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
 		if err == nil && strings.TrimSpace(out) == "True" {
-			return nil
+			return comp, nil
+		}
+		select {
+		case <-comp.exited:
+			return comp, fmt.Errorf("%s exited: %v\n%s", comp.name, comp.waitErr, tail(comp.log, 30))
+		default:
 		}
 		if err := c.exitedErr(); err != nil {
-			return err
+			return comp, err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("node %s not Ready after 2m (last: %q, %v)", NodeName, out, err)
+			return comp, fmt.Errorf("node %s not Ready after 2m (last: %q, %v)", n.name, out, err)
 		}
 		time.Sleep(time.Second)
 	}
@@ -461,10 +510,22 @@ func (c *Cluster) KubectlFlags() []string {
 // harness's containerd it is forked from a thread that stays alive as long
 // as the child, so that Pdeathsig kills it only when the test process dies.
 func (c *Cluster) start(name, bin string, args ...string) error {
+	comp, err := c.spawn(name, bin, args...)
+	if err != nil {
+		return err
+	}
+	c.procs = append(c.procs, comp)
+	return nil
+}
+
+// spawn is start without adding the component to the cluster's: a second
+// node's kubelet is started by a test while others run and is stopped by
+// that test.
+func (c *Cluster) spawn(name, bin string, args ...string) (*component, error) {
 	logPath := filepath.Join(c.Dir, "logs", name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer logFile.Close()
 	cmd := exec.Command(bin, args...)
@@ -487,11 +548,10 @@ func (c *Cluster) start(name, bin string, args ...string) error {
 		}
 	}()
 	if err := <-started; err != nil {
-		return fmt.Errorf("start %s: %w", name, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	c.procs = append(c.procs, comp)
 	c.logf("%s pid %d", name, cmd.Process.Pid)
-	return nil
+	return comp, nil
 }
 
 // exitedErr reports a component that exited, with the tail of its log.
