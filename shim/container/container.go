@@ -251,6 +251,17 @@ func (c *Container) Exec(ctx context.Context, id string, sp *specs.Process, stdi
 	if sp == nil {
 		return nil, fmt.Errorf("exec %s: process spec missing: %w", id, errdefs.ErrInvalidArgument)
 	}
+	// An exec runs under the container's AppArmor profile, whatever the
+	// client asked for: clients copy the process from the spec containerd
+	// stored, which never saw the generated profile (ctr asks for none,
+	// CRI for its own default), and libcontainer has no container-wide
+	// profile to fall back on (specconv leaves it empty), so the exec would
+	// run unconfined.
+	if c.Spec != nil && c.Spec.Process != nil {
+		cp := *sp
+		cp.ApparmorProfile = c.Spec.Process.ApparmorProfile
+		sp = &cp
+	}
 	if _, err := newLibcontainerProcess(sp); err != nil {
 		return nil, fmt.Errorf("exec %s: %w", id, err)
 	}
