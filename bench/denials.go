@@ -236,7 +236,7 @@ func (b *runner) denialStorm(ctx context.Context) []Metric {
 		{"nosync", "one denied getppid(), in-process, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP on (default)", "the same storm with the flag off",
 			"the flag wakes the workload on the agent's CPU and the agent on the workload's"},
 		{"poller", "one denied getppid(), in-process, adaptive receiver (default: netpoller when idle, own thread in a burst)", "the same storm, netpoller only",
-			"receivers on their own thread wait in ppoll and are woken by the kernel directly"},
+			"in a burst the receiver blocks in SECCOMP_IOCTL_NOTIF_RECV on a thread of its own, woken by the kernel directly"},
 	} {
 		var other []time.Duration
 		for _, r := range res[c.variant] {

@@ -52,6 +52,9 @@ type options struct {
 	recv       receiverOptions
 }
 
+// withClock replaces time.Now (tests).
+func withClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
 // withReceiver sets how notify fds are received (Storm compares them).
 func withReceiver(r receiverOptions) Option { return func(o *options) { o.recv = r } }
 
@@ -452,18 +455,15 @@ func (rc *receiver) answer(n notification) syscall.Errno {
 }
 
 // handle answers one notification and produces its record. The kernel is
-// answered first: while the thread waits, only its verdict is computed and,
-// when the notification will be a record of its own (not a repeat folded
-// into a window), the thread is pinned by a pidfd (procCache.pin; no
-// syscall at all for a thread already pinned). comm and exe are read
-// after the answer, through the pin, so a pid reused meanwhile is never
-// attributed. Only then is anything queued: the sinks never delay a
-// workload.
-//
-// Where threads cannot be pinned (kernels before 6.9), /proc is read
-// before the answer and the notification checked to be still valid after
-// the read, so a pid that died and was reused in between is never
-// attributed either.
+// answered as soon as it can be: while the thread waits, only its verdict
+// is computed and, when the notification will be a record of its own (not
+// a repeat folded into a window), its comm and exe are looked up in the
+// receiver's procCache, which reads /proc only the first time a thread is
+// denied (the one moment they are certain to be readable: a program denied
+// once often exits right after). The answer's success proves the thread
+// was alive from notification to answer, so what was read names it.
+// Everything else (refreshing stale values, folding, the record, the
+// queue) comes after the answer: the sinks never delay a workload.
 //
 // A notification the kernel no longer accepts an answer for is not counted:
 // its process was interrupted by a signal (the syscall restarts and is
@@ -479,25 +479,20 @@ func (a *Agent) handle(rc *receiver, n notification) {
 	// argument sets into a record that names only one of them.
 	key := aggKey{containerID: reg.id, arch: n.arch, nr: n.nr, errno: errno, pid: n.pid, args: n.args}
 	fold, comm, exe := a.agg.folds(key, now)
-	pinned := false
 	if !fold {
-		if pinned = rc.procs.pin(n.pid); !pinned {
-			comm, exe = a.readProc(n.pid)
-			if !src.valid(n.id) {
-				comm, exe = "", ""
-			}
+		var ok bool
+		if comm, exe, ok = rc.procs.lookup(n.pid); !ok {
+			comm, exe = rc.procs.pin(n.pid)
 		}
 	}
 	if err := src.respond(n.id, errno); err != nil {
 		a.stats.responseErrs.Add(1)
-		if pinned {
-			rc.procs.unpin(n.pid)
-		}
+		rc.procs.refused(n.pid)
 		return
 	}
 	// Answered: the workload runs again. Everything below is bookkeeping.
-	if pinned {
-		comm, exe = rc.procs.read(n.pid)
+	if !fold {
+		comm, exe = rc.procs.answered(n.pid, comm, exe)
 	}
 	action := ActionDenied
 	if errno == 0 {

@@ -112,16 +112,29 @@ func TestAgentComplainContinues(t *testing.T) {
 }
 
 func TestAgentDoesNotAttributeReusedPid(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.AggregateWindow = "0"
 	sink := &memSink{}
-	a := newTestAgent(t, testConfig(t), sink)
+	a := newTestAgent(t, cfg, sink)
 	_ = a.Register("c1", testAttr, denial.ModeEnforce, "p")
 	src := newFakeSource()
-	src.invalid[1] = true // died after /proc was read: the pid may be someone else's
+	procs := newFakeProcs()
+	a.newProcs = func() *procCache { return procs.procCache }
 	a.serve(a.registration("c1"), src)
 	src.ch <- note(1, 42, 165, "mount")
 	waitFor(t, "record", func() bool { return len(sink.records()) == 1 })
-	if r := sink.records()[0]; r.Comm != "" || r.Exe != "" || r.Pid != 42 {
-		t.Errorf("record = %+v, want pid kept, comm/exe empty", r)
+	// Thread 42 exits and its pid goes to another program: the cached
+	// comm and exe must not be given to it.
+	procs.names[42] = "other"
+	// The old pidfd reports its thread gone; the newcomer gets a new one.
+	procs.alive = func(fd int) bool { return fd != 1042 }
+	procs.open = func(pid int) (int, error) { return 2000 + pid, nil }
+	src.ch <- note(2, 42, 165, "mount")
+	waitFor(t, "second record", func() bool { return len(sink.records()) == 2 })
+	close(src.ch)
+	_ = a.Close()
+	if r := sink.records()[1]; r.Comm != "other" || r.Exe != "/bin/other" || r.Pid != 42 {
+		t.Errorf("record = %+v, want the newcomer's comm and exe", r)
 	}
 }
 

@@ -21,7 +21,6 @@ type fakeSource struct {
 
 	mu          sync.Mutex
 	answers     map[uint64]syscall.Errno
-	invalid     map[uint64]bool
 	failRespond map[uint64]bool
 }
 
@@ -30,7 +29,6 @@ func newFakeSource() *fakeSource {
 		ch:          make(chan notification, 1024),
 		closed:      make(chan struct{}),
 		answers:     make(map[uint64]syscall.Errno),
-		invalid:     make(map[uint64]bool),
 		failRespond: make(map[uint64]bool),
 	}
 }
@@ -45,12 +43,6 @@ func (f *fakeSource) receive() (notification, error) {
 	case <-f.closed:
 		return notification{}, errSourceDone
 	}
-}
-
-func (f *fakeSource) valid(id uint64) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return !f.invalid[id]
 }
 
 func (f *fakeSource) respond(id uint64, errno syscall.Errno) error {
@@ -148,7 +140,14 @@ func testConfig(t *testing.T) config.Denials {
 // and a fake /proc.
 func newTestAgent(t *testing.T, cfg config.Denials, sinks ...Sink) *Agent {
 	t.Helper()
-	a, err := New(cfg, "node-1", WithSocketPath(filepath.Join(t.TempDir(), "a.sock")), WithSinks(sinks...))
+	return newTestAgentWith(t, cfg, sinks)
+}
+
+// newTestAgentWith is newTestAgent with more options.
+func newTestAgentWith(t *testing.T, cfg config.Denials, sinks []Sink, opts ...Option) *Agent {
+	t.Helper()
+	opts = append([]Option{WithSocketPath(filepath.Join(t.TempDir(), "a.sock")), WithSinks(sinks...)}, opts...)
+	a, err := New(cfg, "node-1", opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,14 +73,6 @@ func notifSend(fd int, r *seccompNotifResp, id uint64, errno syscall.Errno) sysc
 	return e
 }
 
-// notifIDValid reports whether notification *id is still pending: its
-// thread is alive and blocked in the syscall. id points at caller-owned
-// memory so the check allocates nothing.
-func notifIDValid(fd int, id *uint64) bool {
-	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(unix.SECCOMP_IOCTL_NOTIF_ID_VALID), uintptr(unsafe.Pointer(id)))
-	return e == 0
-}
-
 // notifSetSyncWakeUp asks the kernel (Linux 6.6+) to wake the notifying
 // thread on the answering CPU and the receiver on the notifying CPU: the
 // two then hand the CPU back and forth like a function call, instead of

@@ -1,7 +1,9 @@
 package denials
 
 import (
+	"errors"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,33 +17,37 @@ const pidfdThread = unix.O_EXCL
 const procCacheSize = 16
 
 // procTTL is how long a thread's comm and exe are reused before being read
-// again: an exec or PR_SET_NAME changes them without changing the thread.
+// again (after an answer): an exec or PR_SET_NAME changes them without
+// changing the thread.
 const procTTL = time.Second
 
 // procCache gives a record the comm and exe of the thread that made the
-// syscall without reading /proc while that thread waits for its answer.
+// syscall while costing that thread as little waiting as possible.
 //
-// Reading /proc after the answer is only safe if the pid cannot have been
-// reused meanwhile, so each thread is pinned by a pidfd taken while it is
-// still blocked (pin): a successful answer afterwards proves the thread was
-// alive from the notification to the answer, so the pidfd names it, and a
-// /proc read followed by a check that the pidfd's thread is still alive
-// (read) can only have read that thread. A thread that died in between gets
-// empty comm and exe, as before. This is reuse-safe by construction: a pid
-// is never looked up without the pidfd that proves who it is.
+// The first time a thread is denied (lookup misses), its comm and exe are
+// read while it is still blocked, and it is pinned with a pidfd taken then
+// too (pin): that is the only moment they can be read for sure, since a
+// program that is denied once often exits right after. The answer's
+// success then proves the thread was alive from the notification to the
+// answer, so the reads and the pidfd name it. Every later notification
+// from the same pid (lookup hits: the pidfd's thread still lives, so the
+// pid is still that thread's) costs no syscall at all before the answer;
+// once the values are procTTL old they are read again after the answer
+// (refresh), and kept only if the pidfd's thread still lived after the
+// read. A pid whose pinned thread has exited is a miss: it may name
+// someone else now. Reuse-safe by construction: a cached value is only
+// ever given for the thread its pidfd holds.
 //
-// Entries stay valid while their thread lives, so a thread denied again
-// costs no syscall on the blocked path at all; comm and exe are re-read
-// (after the answer) once they are procTTL old. Where pidfds for threads
-// are not supported (before Linux 6.9) pin fails and the caller falls back
-// to reading /proc before the answer and checking the notification is
-// still valid, the slower way that is just as exact.
+// Where pidfds for threads are not supported (before Linux 6.9) pin fails
+// and every record-worthy notification reads /proc while blocked.
 //
 // A procCache belongs to one receiver goroutine and is not locked.
 type procCache struct {
 	entries map[int]*procEntry
 	// tick orders entries by last use.
 	tick uint64
+	// noPidfd is set once pidfd_open said threads cannot be pinned.
+	noPidfd bool
 
 	// The side effects, replaced by tests.
 	open     func(pid int) (int, error)
@@ -56,6 +62,8 @@ type procEntry struct {
 	comm, exe string
 	readAt    time.Time
 	used      uint64
+	// proven is set once an answer succeeded after the pin.
+	proven bool
 }
 
 func newProcCache(read func(pid int) (comm, exe string), now func() time.Time) *procCache {
@@ -69,57 +77,77 @@ func newProcCache(read func(pid int) (comm, exe string), now func() time.Time) *
 	}
 }
 
-// pin is called while the thread that made the notification is blocked.
-// It returns false when the thread cannot be pinned; the caller must then
-// read /proc before answering. A cached entry whose thread has exited is
-// replaced: its pid may already name another thread.
-func (c *procCache) pin(pid int) bool {
-	if pid <= 0 {
-		return false
+// lookup is called while the thread is blocked. It returns the cached comm
+// and exe of pid's thread, or ok false when the caller must read them now
+// (and pin the thread).
+func (c *procCache) lookup(pid int) (comm, exe string, ok bool) {
+	e := c.entries[pid]
+	if e == nil {
+		return "", "", false
+	}
+	if !c.alive(e.pidfd) {
+		c.drop(pid, e)
+		return "", "", false
 	}
 	c.tick++
-	if e := c.entries[pid]; e != nil {
-		if c.alive(e.pidfd) {
-			e.used = c.tick
-			return true
-		}
-		c.drop(pid, e)
+	e.used = c.tick
+	return e.comm, e.exe, true
+}
+
+// pin reads comm and exe of a blocked thread and keeps them with a pidfd
+// for the thread. It returns what it read; without pidfd support nothing
+// is kept.
+func (c *procCache) pin(pid int) (comm, exe string) {
+	comm, exe = c.readProc(pid)
+	if pid <= 0 || c.noPidfd {
+		return comm, exe
 	}
 	fd, err := c.open(pid)
 	if err != nil {
-		return false
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+			c.noPidfd = true
+		}
+		return comm, exe
+	}
+	if old := c.entries[pid]; old != nil {
+		c.drop(pid, old)
 	}
 	if len(c.entries) >= procCacheSize {
 		c.evict()
 	}
-	c.entries[pid] = &procEntry{pidfd: fd, used: c.tick}
-	return true
+	c.tick++
+	c.entries[pid] = &procEntry{pidfd: fd, comm: comm, exe: exe, readAt: c.now(), used: c.tick}
+	return comm, exe
 }
 
-// read returns comm and exe of a pinned thread after its notification was
-// answered. It returns empty strings if the thread is gone by the time the
-// reads are done: then they may have read whoever has the pid now.
-func (c *procCache) read(pid int) (comm, exe string) {
+// answered is called after the notification was answered: the pin (if
+// made for it) is proven, and values procTTL old are read again. It
+// returns the comm and exe for the record.
+func (c *procCache) answered(pid int, comm, exe string) (string, string) {
 	e := c.entries[pid]
 	if e == nil {
-		return "", ""
+		return comm, exe
 	}
+	e.proven = true
 	now := c.now()
-	if e.readAt.IsZero() || now.Sub(e.readAt) >= procTTL {
-		comm, exe := c.readProc(pid)
-		if !c.alive(e.pidfd) {
-			c.drop(pid, e)
-			return "", ""
-		}
-		e.comm, e.exe, e.readAt = comm, exe, now
+	if now.Sub(e.readAt) < procTTL {
+		return e.comm, e.exe
 	}
-	return e.comm, e.exe
+	nc, ne := c.readProc(pid)
+	if !c.alive(e.pidfd) {
+		// Gone before the read ended: the read may be someone else's. The
+		// old values were this thread's a moment ago.
+		c.drop(pid, e)
+		return comm, exe
+	}
+	e.comm, e.exe, e.readAt = nc, ne, now
+	return nc, ne
 }
 
-// unpin forgets pid after an answer the kernel refused: the thread was
-// interrupted or died, and an entry opened for it may name someone else.
-func (c *procCache) unpin(pid int) {
-	if e := c.entries[pid]; e != nil && e.readAt.IsZero() {
+// refused forgets pid after an answer the kernel refused: the thread was
+// interrupted or died, and a pin taken for it may name a newcomer.
+func (c *procCache) refused(pid int) {
+	if e := c.entries[pid]; e != nil && !e.proven {
 		c.drop(pid, e)
 	}
 }
@@ -163,12 +191,15 @@ func openThreadPidfd(pid int) (int, error) {
 // pidfdAlive reports whether the thread behind a thread pidfd still runs:
 // such a pidfd polls readable once its thread has exited.
 func pidfdAlive(fd int) bool {
-	pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	pfd := unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
 	for {
-		n, err := unix.Poll(pfd[:], 0)
-		if err == unix.EINTR {
+		_, _, e := unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&zeroTimespec)), 0, 0, 0)
+		if e == unix.EINTR {
 			continue
 		}
-		return err == nil && (n == 0 || pfd[0].Revents&(unix.POLLIN|unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) == 0)
+		return e == 0 && pfd.Revents&(unix.POLLIN|unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) == 0
 	}
 }
+
+// zeroTimespec makes ppoll return at once.
+var zeroTimespec unix.Timespec

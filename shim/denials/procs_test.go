@@ -16,11 +16,12 @@ import (
 )
 
 // fakeProcs is a procCache over fake pidfds: fd = 1000+pid, dead marks
-// threads that exited, reads counts /proc reads.
+// threads that exited, reads counts /proc reads, names overrides comm.
 type fakeProcs struct {
 	*procCache
 	clock  time.Time
 	dead   map[int]bool
+	names  map[int]string
 	opens  int
 	reads  int
 	closed map[int]bool
@@ -29,11 +30,14 @@ type fakeProcs struct {
 }
 
 func newFakeProcs() *fakeProcs {
-	f := &fakeProcs{clock: time.Unix(1000, 0), dead: map[int]bool{}, closed: map[int]bool{}}
+	f := &fakeProcs{clock: time.Unix(1000, 0), dead: map[int]bool{}, names: map[int]string{}, closed: map[int]bool{}}
 	f.procCache = newProcCache(func(pid int) (string, string) {
 		f.reads++
 		if f.onRead != nil {
 			f.onRead(pid)
+		}
+		if n := f.names[pid]; n != "" {
+			return n, "/bin/" + n
 		}
 		return "comm-" + strconv.Itoa(pid), "/bin/exe-" + strconv.Itoa(pid)
 	}, func() time.Time { return f.clock })
@@ -49,84 +53,99 @@ func newFakeProcs() *fakeProcs {
 	return f
 }
 
-func TestProcCachePinsAndRereads(t *testing.T) {
+// notify is what handle does with the cache around a successful answer.
+func (f *fakeProcs) notify(pid int) (comm, exe string) {
+	comm, exe, ok := f.lookup(pid)
+	if !ok {
+		comm, exe = f.pin(pid)
+	}
+	return f.answered(pid, comm, exe)
+}
+
+func TestProcCacheReadsOncePerThread(t *testing.T) {
 	f := newFakeProcs()
-	if !f.pin(7) || f.opens != 1 {
-		t.Fatalf("pin: opens %d", f.opens)
+	if c, e := f.notify(7); c != "comm-7" || e != "/bin/exe-7" || f.reads != 1 || f.opens != 1 {
+		t.Fatalf("first = %q %q after %d reads, %d opens", c, e, f.reads, f.opens)
 	}
-	if c, e := f.read(7); c != "comm-7" || e != "/bin/exe-7" || f.reads != 1 {
-		t.Fatalf("read = %q %q after %d reads", c, e, f.reads)
+	// Denied again: nothing opened, nothing read.
+	if c, _ := f.notify(7); c != "comm-7" || f.reads != 1 || f.opens != 1 {
+		t.Fatalf("second = %q after %d reads, %d opens", c, f.reads, f.opens)
 	}
-	// Denied again: no pidfd opened, no /proc read.
-	if !f.pin(7) || f.opens != 1 {
-		t.Fatalf("second pin opened again: %d", f.opens)
-	}
-	if c, _ := f.read(7); c != "comm-7" || f.reads != 1 {
-		t.Fatalf("cached read = %q after %d reads", c, f.reads)
-	}
-	// After procTTL comm and exe are read again (an exec changes them).
+	// procTTL later comm and exe are read again, after the answer (an
+	// exec changes them).
 	f.clock = f.clock.Add(procTTL)
-	f.pin(7)
-	if f.read(7); f.reads != 2 {
-		t.Errorf("reads after TTL = %d, want 2", f.reads)
+	f.names[7] = "sh"
+	if c, e := f.notify(7); c != "sh" || e != "/bin/sh" || f.reads != 2 || f.opens != 1 {
+		t.Errorf("after TTL = %q %q after %d reads, %d opens", c, e, f.reads, f.opens)
 	}
 }
 
 func TestProcCacheNeverNamesAReusedPid(t *testing.T) {
 	f := newFakeProcs()
-	f.pin(9)
-	// The thread exits while its /proc entries are read: whoever has the
-	// pid by then may have been read, so nothing is attributed.
-	f.onRead = func(pid int) { f.dead[pid] = true }
-	if c, e := f.read(9); c != "" || e != "" {
-		t.Errorf("read of a thread that died = %q %q, want empty", c, e)
+	f.notify(9)
+	// The thread exits; its pid comes back as another program's thread.
+	f.dead[9] = true
+	if _, _, ok := f.lookup(9); ok {
+		t.Fatal("lookup hit for a pid whose pinned thread exited")
 	}
 	if !f.closed[1009] || len(f.entries) != 0 {
 		t.Errorf("dead thread's pidfd not dropped: closed %v, entries %d", f.closed, len(f.entries))
 	}
-	// Its pid comes back as another thread: a fresh pin, a fresh read.
-	f.onRead = nil
 	f.dead[9] = false
-	f.pin(9)
-	if c, _ := f.read(9); c != "comm-9" || f.opens != 2 {
+	f.names[9] = "other"
+	if c, _ := f.notify(9); c != "other" || f.opens != 2 {
 		t.Errorf("new thread on pid 9: comm %q, opens %d", c, f.opens)
 	}
-	// A cached entry whose thread exited is replaced at the next pin.
-	f.dead[9] = true
-	if f.pin(9) {
-		t.Error("pinned a pid whose thread exited and that no thread holds")
+	// A refresh whose thread dies before the read ends may have read a
+	// newcomer: the old values (this thread's a moment ago) are kept.
+	f.clock = f.clock.Add(procTTL)
+	f.onRead = func(pid int) { f.dead[pid] = true; f.names[pid] = "newcomer" }
+	if c, _ := f.notify(9); c != "other" {
+		t.Errorf("refresh of a dying thread gave %q, want the cached %q", c, "other")
 	}
 	if len(f.entries) != 0 {
-		t.Errorf("entries = %d, want the dead one dropped", len(f.entries))
+		t.Errorf("dying thread's entry kept")
 	}
 }
 
-func TestProcCacheUnpinAfterRefusedAnswer(t *testing.T) {
+func TestProcCacheRefusedAnswer(t *testing.T) {
 	f := newFakeProcs()
 	f.pin(5)
 	// The answer failed: the thread may have died before the pidfd was
 	// opened, so the pidfd may name a newcomer. It goes.
-	f.unpin(5)
+	f.refused(5)
 	if len(f.entries) != 0 || !f.closed[1005] {
 		t.Errorf("entries %d closed %v", len(f.entries), f.closed)
 	}
 	// An entry proven by an earlier answer stays.
-	f.pin(6)
-	f.read(6)
-	f.pin(6)
-	f.unpin(6)
+	f.notify(6)
+	f.lookup(6)
+	f.refused(6)
 	if len(f.entries) != 1 {
 		t.Errorf("proven entry dropped on a refused answer")
+	}
+}
+
+func TestProcCacheWithoutPidfds(t *testing.T) {
+	f := newFakeProcs()
+	f.open = func(int) (int, error) { return -1, syscall.EINVAL }
+	for range 3 {
+		if c, _ := f.notify(3); c != "comm-3" {
+			t.Fatalf("comm = %q", c)
+		}
+	}
+	if f.reads != 3 || len(f.entries) != 0 || !f.noPidfd {
+		t.Errorf("reads %d entries %d noPidfd %v: want a read per call and nothing kept", f.reads, len(f.entries), f.noPidfd)
 	}
 }
 
 func TestProcCacheBounded(t *testing.T) {
 	f := newFakeProcs()
 	for pid := 1; pid <= procCacheSize; pid++ {
-		f.pin(pid)
+		f.notify(pid)
 	}
-	f.pin(1) // most recently used now
-	f.pin(procCacheSize + 1)
+	f.notify(1) // most recently used now
+	f.notify(procCacheSize + 1)
 	if len(f.entries) != procCacheSize {
 		t.Fatalf("entries = %d, want %d", len(f.entries), procCacheSize)
 	}
@@ -135,7 +154,7 @@ func TestProcCacheBounded(t *testing.T) {
 	}
 	// Dead threads go first.
 	f.dead[5] = true
-	f.pin(procCacheSize + 2)
+	f.notify(procCacheSize + 2)
 	if f.entries[5] != nil || f.entries[3] == nil {
 		t.Errorf("evicted a live entry before a dead one")
 	}
@@ -172,8 +191,8 @@ func TestProcCacheRealThreads(t *testing.T) {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		g := got{tid: unix.Gettid()}
-		g.pinned = c.pin(g.tid)
-		g.comm, g.exe = c.read(g.tid)
+		g.comm, g.exe = c.pin(g.tid)
+		g.pinned = c.entries[g.tid] != nil
 		ch <- g
 		<-release
 	}()
@@ -188,7 +207,7 @@ func TestProcCacheRealThreads(t *testing.T) {
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
 		tid := unix.Gettid()
-		if !c.pin(tid) {
+		if c.pin(tid); c.entries[tid] == nil {
 			t.Error("cannot pin a live thread")
 		}
 		done <- tid
@@ -199,39 +218,44 @@ func TestProcCacheRealThreads(t *testing.T) {
 		t.Skip("the exiting goroutine ran on the main thread, which never exits")
 	}
 	waitFor(t, "the exited thread's pidfd to report it", func() bool { return !c.alive(c.entries[tid].pidfd) })
-	if cm, ex := c.read(tid); cm != "" || ex != "" {
-		t.Errorf("exited thread read as %q %q, want nothing", cm, ex)
+	if _, _, ok := c.lookup(tid); ok {
+		t.Error("lookup hit for an exited thread")
 	}
 }
 
-// The kernel is answered before comm and exe are read when threads can be
-// pinned, and the record still carries them.
-func TestAgentAnswersBeforeReadingProc(t *testing.T) {
+// A thread denied again is answered without reading /proc; its first
+// denial is read while it waits (the only moment that is sure to work).
+func TestAgentReadsProcOncePerThread(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.AggregateWindow = "0" // every call a record of its own
 	sink := &memSink{}
-	a := newTestAgent(t, testConfig(t), sink)
+	a := newTestAgent(t, cfg, sink)
 	_ = a.Register("c1", testAttr, denial.ModeEnforce, "p")
 	src := newFakeSource()
+	var procs *fakeProcs
 	var answeredAtRead []bool
 	a.newProcs = func() *procCache {
-		f := newFakeProcs()
-		f.onRead = func(pid int) {
+		procs = newFakeProcs()
+		procs.onRead = func(pid int) {
 			_, ok := src.answer(uint64(pid))
 			answeredAtRead = append(answeredAtRead, ok)
 		}
-		return f.procCache
+		return procs.procCache
 	}
 	a.serve(a.registration("c1"), src)
-	// id = pid so onRead can look the answer up.
-	src.ch <- note(31, 31, 165, "mount")
-	src.ch <- note(32, 32, 101, "ptrace")
-	waitFor(t, "two records", func() bool { return len(sink.records()) == 2 })
+	for i := range 10 {
+		nt := note(31, 31, 165, "mount") // id = pid so onRead can look the answer up
+		nt.args[2] = uint64(i)
+		src.ch <- nt
+	}
+	waitFor(t, "ten records", func() bool { return len(sink.records()) == 10 })
 	close(src.ch)
 	_ = a.Close()
-	if len(answeredAtRead) != 2 || !answeredAtRead[0] || !answeredAtRead[1] {
-		t.Errorf("answered when /proc was read: %v, want both true", answeredAtRead)
+	if len(answeredAtRead) != 1 || answeredAtRead[0] {
+		t.Errorf("reads (answered at the time): %v, want one, before the answer", answeredAtRead)
 	}
 	for _, r := range sink.records() {
-		if r.Comm != "comm-"+strconv.Itoa(r.Pid) || r.Exe != "/bin/exe-"+strconv.Itoa(r.Pid) {
+		if r.Comm != "comm-31" || r.Exe != "/bin/exe-31" {
 			t.Errorf("record = %+v", r)
 		}
 	}
@@ -256,10 +280,10 @@ func TestAgentUnpinsOnRefusedAnswer(t *testing.T) {
 	waitFor(t, "record", func() bool { return len(sink.records()) == 1 })
 	close(src.ch)
 	_ = a.Close()
-	if r := sink.records()[0]; r.Pid != 41 {
+	if r := sink.records()[0]; r.Pid != 41 || r.Comm != "comm-41" {
 		t.Errorf("record = %+v, want pid 41's only", r)
 	}
-	if !procs.closed[1040] || procs.reads != 1 {
-		t.Errorf("pin of the refused answer: closed %v, reads %d", procs.closed, procs.reads)
+	if !procs.closed[1040] {
+		t.Errorf("pin of the refused answer kept: closed %v", procs.closed)
 	}
 }

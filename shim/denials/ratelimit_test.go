@@ -19,10 +19,9 @@ func TestAgentRateLimitBoundsLinesCountsAll(t *testing.T) {
 	cfg.AggregateWindow = "0"
 	cfg.MaxRecordsPerSecond = rate
 	sink := &memSink{}
-	a := newTestAgent(t, cfg, sink)
 	var mu sync.Mutex
 	clock := time.Unix(5000, 0)
-	a.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	a := newTestAgentWith(t, cfg, []Sink{sink}, withClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }))
 	_ = a.Register("c1", testAttr, denial.ModeEnforce, "p")
 	src := newFakeSource()
 	a.serve(a.registration("c1"), src)

@@ -40,9 +40,11 @@ type Record struct {
 	// Pid is the thread that made the syscall, as seen from the shim's pid
 	// namespace (the host's, normally).
 	Pid int `json:"pid,omitempty"`
-	// Comm and Exe are read from /proc while the syscall is still blocked, and
-	// left empty if the notification was no longer valid afterwards (the
-	// process died and the pid may already name someone else).
+	// Comm and Exe are read from /proc through a pidfd taken while the
+	// syscall was blocked (or, on kernels without thread pidfds, while it
+	// still is), and left empty if the thread died before they were read
+	// (the pid may already name someone else). A thread's values are
+	// reused for up to a second.
 	Comm string `json:"comm,omitempty"`
 	Exe  string `json:"exe,omitempty"`
 

@@ -73,9 +73,6 @@ type source interface {
 	// receive blocks until a syscall is notified. It returns errSourceDone
 	// when the filter is gone or the source was closed.
 	receive() (notification, error)
-	// valid reports whether id is still pending: the process is alive and
-	// blocked in the syscall, so a pid looked up meanwhile still names it.
-	valid(id uint64) bool
 	// respond answers id: errno != 0 fails the syscall with it, errno == 0
 	// lets the kernel run the syscall (SECCOMP_USER_NOTIF_FLAG_CONTINUE).
 	respond(id uint64, errno syscall.Errno) error

@@ -83,7 +83,6 @@ type fdSource struct {
 	streak  int
 	req     seccompNotif
 	resp    seccompNotifResp
-	idBuf   uint64
 	pfd     unix.PollFd
 	lastKey uint64
 	lastN   string
@@ -479,13 +478,8 @@ func (s *fdSource) notification() notification {
 	}
 }
 
-func (s *fdSource) valid(id uint64) bool {
-	// Only the receiving goroutine calls valid and respond, between
-	// receives, so the fd is open.
-	s.idBuf = id
-	return notifIDValid(s.fd, &s.idBuf)
-}
-
+// respond is only called by the receiving goroutine, between receives, so
+// the fd is open.
 func (s *fdSource) respond(id uint64, errno syscall.Errno) error {
 	if e := notifSend(s.fd, &s.resp, id, errno); e != 0 {
 		return fmt.Errorf("failed to answer seccomp notification: %w", e)
@@ -533,8 +527,6 @@ func pollNow(p *unix.PollFd, fd int) int16 {
 		return p.Revents
 	}
 }
-
-var zeroTimespec unix.Timespec
 
 // nameCache maps (audit arch, nr) to syscall names: libseccomp resolves
 // them by scanning tables, through cgo. A plain map under a lock, not a
