@@ -539,6 +539,22 @@ func (a *Agent) handle(rc *receiver, n notification) {
 	a.agg.setTemplate(key, r)
 }
 
+// Report files a record that another denial source (AppArmor's audit
+// records) made for containerID: it gets the container's attribution and
+// sequence number and goes through the same queue and sinks as the
+// agent's own. It reports false, filing nothing, when containerID is not
+// registered.
+func (a *Agent) Report(containerID string, r *Record) bool {
+	reg := a.registration(containerID)
+	if reg == nil {
+		return false
+	}
+	r.setAttribution(a.node, reg.id, reg.attr)
+	r.truncateFields()
+	a.pipe.emit(r)
+	return true
+}
+
 // registration returns the registration of id, or nil.
 func (a *Agent) registration(id string) *registration {
 	a.mu.Lock()

@@ -8,6 +8,13 @@ import (
 	"github.com/stockade-dev/stockade/denial"
 )
 
+// Sources of records: the seccomp agent, or the kernel's AppArmor audit
+// records.
+const (
+	SourceSeccomp  = "seccomp"
+	SourceAppArmor = "apparmor"
+)
+
 // Actions a record reports: what the workload experienced.
 const (
 	ActionDenied  = "denied"
@@ -52,6 +59,18 @@ type Record struct {
 	SyscallNr int      `json:"syscall_nr,omitempty"`
 	Arch      string   `json:"arch,omitempty"`
 	Args      []string `json:"args,omitempty"`
+
+	// Source is what denied: SourceSeccomp (also meant when empty, in
+	// records written before sources existed) or SourceAppArmor.
+	Source string `json:"source,omitempty"`
+	// Operation, Path, Capability and DeniedMask describe an AppArmor
+	// denial, from its audit record: the mediated operation ("open",
+	// "mknod", "capable", ...), the file it named, the capability it
+	// needed, and the permissions refused ("w", "c", ...).
+	Operation  string `json:"operation,omitempty"`
+	Path       string `json:"path,omitempty"`
+	Capability string `json:"capability,omitempty"`
+	DeniedMask string `json:"denied_mask,omitempty"`
 
 	// Action is what the workload got: ActionDenied or ActionAllowed.
 	Action string `json:"action,omitempty"`
@@ -106,7 +125,7 @@ func (r *Record) truncateFields() {
 	for _, f := range []struct {
 		name string
 		v    *string
-	}{{"comm", &r.Comm}, {"exe", &r.Exe}, {"image", &r.Image}, {"profile", &r.Profile}} {
+	}{{"comm", &r.Comm}, {"exe", &r.Exe}, {"image", &r.Image}, {"profile", &r.Profile}, {"path", &r.Path}} {
 		var cut bool
 		if *f.v, cut = truncateField(*f.v); cut {
 			r.Truncated = append(r.Truncated, f.name)
