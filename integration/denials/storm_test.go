@@ -135,3 +135,46 @@ func TestFullDiskUnderSink(t *testing.T) {
 	}
 	t.Logf("%d records seen on the full disk; in the end %d records (queued ones written once it had room) and a gap record of %d", written, delivered, gapped)
 }
+
+// TestStormRateLimited floods with folding off and a low
+// max_records_per_second: the sink gets a bounded number of lines, and the
+// aggregates that stand for the suppressed calls count every one of them
+// and keep the caller's attribution.
+func TestStormRateLimited(t *testing.T) {
+	env := stockadeEnv(t)
+	const perSecond = 20
+	setNodeConfig(t, env, fmt.Sprintf("aggregate_window = \"0\"\nmax_records_per_second = %d", perSecond), "")
+	const n = 20000
+	start := time.Now()
+	id, code, out := run(t, env, fmt.Sprintf("probe -n %d keyctl", n))
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("ok=0 errors=%d errno=EPERM", n)) {
+		t.Fatalf("workload: exit %d: %s", code, out)
+	}
+	rs := records(t, logPath(env, "", id), n)
+	// Every second the container lived (and the one its last aggregate
+	// waits for) allows perSecond lines.
+	bound := perSecond * (int(time.Since(start)/time.Second) + 2)
+	var delivered, dropped uint64
+	lines := 0
+	for _, r := range rs {
+		if r.Type == denials.TypeGap {
+			dropped += r.Dropped
+			continue
+		}
+		if r.Syscall != "keyctl" {
+			continue
+		}
+		lines++
+		delivered += r.Count
+		if r.Comm != "probe" || !strings.HasSuffix(r.Exe, "/probe") || r.Overflow {
+			t.Errorf("record lost its attribution: %+v", r)
+		}
+	}
+	t.Logf("%d denials in %d lines (bound %d), %d dropped", n, lines, bound, dropped)
+	if delivered+dropped != n {
+		t.Errorf("delivered %d + dropped %d, want %d", delivered, dropped, n)
+	}
+	if lines > bound {
+		t.Errorf("%d lines for %d denials, want at most %d", lines, n, bound)
+	}
+}
