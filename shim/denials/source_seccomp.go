@@ -71,6 +71,9 @@ type fdSource struct {
 	busyFd   int
 	tid      int
 	stopping bool
+	// session numbers bursts, so a stop or a watchdog of an earlier burst
+	// never acts on a later one.
+	session uint64
 	// lastRecv is when the busy receiver last got a notification
 	// (UnixNano), for the watchdog.
 	lastRecv atomic.Int64
@@ -313,28 +316,33 @@ func (s *fdSource) startBusy() error {
 		return errSourceDone
 	}
 	s.busyFd, s.tid, s.stopping = dup, unix.Gettid(), false
+	s.session++
 	if s.opt.mode == receiveAdaptive {
 		idle := busyIdle
 		if s.opt.idle > 0 {
 			idle = s.opt.idle
 		}
-		s.watchdog = time.AfterFunc(idle, func() { s.checkIdle(idle) })
+		session := s.session
+		s.watchdog = time.AfterFunc(idle, func() { s.checkIdle(session, idle) })
 	}
 	return nil
 }
 
 // checkIdle ends a burst that has had no notification for idle.
-func (s *fdSource) checkIdle(idle time.Duration) {
+func (s *fdSource) checkIdle(session uint64, idle time.Duration) {
 	since := time.Since(time.Unix(0, s.lastRecv.Load()))
-	if since >= idle {
-		s.stopBusy()
+	s.mu.Lock()
+	if s.session != session || s.busyFd < 0 || s.stopping {
+		s.mu.Unlock()
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.watchdog != nil && !s.stopping {
+	if since < idle {
 		s.watchdog.Reset(idle - since)
+		s.mu.Unlock()
+		return
 	}
+	s.mu.Unlock()
+	s.stopBusy(session)
 }
 
 func (s *fdSource) isStopping() bool {
@@ -343,11 +351,12 @@ func (s *fdSource) isStopping() bool {
 	return s.stopping
 }
 
-// stopBusy ends a burst from any goroutine: the receiver's dup becomes an
-// eventfd, then its thread is signalled until it has left RECV.
-func (s *fdSource) stopBusy() {
+// stopBusy ends burst session (0: whichever runs) from any goroutine: the
+// receiver's dup becomes an eventfd, then its thread is signalled until it
+// has left RECV.
+func (s *fdSource) stopBusy(session uint64) {
 	s.mu.Lock()
-	if s.busyFd < 0 || s.stopping {
+	if s.busyFd < 0 || s.stopping || session != 0 && session != s.session {
 		s.mu.Unlock()
 		return
 	}
@@ -362,7 +371,7 @@ func (s *fdSource) stopBusy() {
 		return
 	}
 	s.stopping = true
-	busyFd, tid := s.busyFd, s.tid
+	session, tid := s.session, s.tid
 	s.mu.Unlock()
 	go func() {
 		// One signal suffices (a RECV entered after the swap fails at
@@ -371,7 +380,7 @@ func (s *fdSource) stopBusy() {
 		// receiver has let go of its dup.
 		for wait := 50 * time.Microsecond; ; wait = min(2*wait, 10*time.Millisecond) {
 			s.mu.Lock()
-			gone := s.busyFd != busyFd || s.tid != tid
+			gone := s.session != session || s.busyFd < 0
 			s.mu.Unlock()
 			if gone {
 				return
@@ -509,7 +518,7 @@ func (s *fdSource) close() error {
 	if f != nil {
 		_ = f.Close()
 	}
-	s.stopBusy()
+	s.stopBusy(0)
 	return nil
 }
 
