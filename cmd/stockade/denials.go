@@ -284,11 +284,16 @@ func (c *denialsCmd) line(path string, n int, b []byte) {
 		return
 	}
 	if c.printed == 1 {
-		fmt.Fprintln(c.tw, "TIME\tNAMESPACE\tPOD\tCONTAINER\tSYSCALL\tACTION\tCOUNT\tPID\tCOMM")
+		fmt.Fprintln(c.tw, "TIME\tNAMESPACE\tPOD\tCONTAINER\tSOURCE\tWHAT\tACTION\tCOUNT\tPID\tCOMM")
 	}
-	syscallName, action, count := r.Syscall, r.Action, r.Count
+	source, what, action, count := denials.SourceSeccomp, r.Syscall, r.Action, r.Count
+	if r.Source == denials.SourceAppArmor {
+		// What AppArmor mediated: the operation and the file or
+		// capability it named ("mknod /sys/fs/bpf/x", "capable net_admin").
+		source, what = r.Source, strings.TrimSpace(r.Operation+" "+r.Path+r.Capability)
+	}
 	if r.Type == denials.TypeGap {
-		syscallName, action, count = "-", "lost", r.Dropped
+		what, action, count = "-", "lost", r.Dropped
 	}
 	pid, comm := "-", orDash(r.Comm)
 	if r.Pid > 0 {
@@ -301,9 +306,9 @@ func (c *denialsCmd) line(path string, n int, b []byte) {
 	}
 	// Every string comes from the record, and the record from a workload
 	// or a name it chose: escape them all (termSafe), not just comm.
-	fmt.Fprintf(c.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n",
+	fmt.Fprintf(c.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n",
 		r.Time.Local().Format("2006-01-02T15:04:05.000Z07:00"), termSafe(r.Namespace), termSafe(r.Pod), termSafe(r.Container),
-		termSafe(syscallName), termSafe(action), count, pid, termSafe(comm))
+		source, termSafe(what), termSafe(action), count, pid, termSafe(comm))
 }
 
 func orDash(s string) string {

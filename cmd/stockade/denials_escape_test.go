@@ -94,7 +94,7 @@ func TestDenialsTableOverflow(t *testing.T) {
 	_ = s.Close()
 	_, out, _ := runD(t, "--dir", root, "-n", "shop")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if f := strings.Fields(lines[len(lines)-1]); len(f) != 9 || f[6] != "4711" || f[7] != "*" || f[8] != "(overflow)" {
+	if f := strings.Fields(lines[len(lines)-1]); len(f) != 10 || f[7] != "4711" || f[8] != "*" || f[9] != "(overflow)" {
 		t.Errorf("overflow row %q", lines[len(lines)-1])
 	}
 }

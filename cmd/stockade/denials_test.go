@@ -134,10 +134,10 @@ func TestDenialsTable(t *testing.T) {
 		t.Fatal(code)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 4 || strings.Join(strings.Fields(lines[0]), " ") != "TIME NAMESPACE POD CONTAINER SYSCALL ACTION COUNT PID COMM" {
+	if len(lines) != 4 || strings.Join(strings.Fields(lines[0]), " ") != "TIME NAMESPACE POD CONTAINER SOURCE WHAT ACTION COUNT PID COMM" {
 		t.Fatalf("table:\n%s", out)
 	}
-	if f := strings.Fields(lines[1]); len(f) != 9 || f[1] != "shop" || f[4] != "mount" || f[5] != "denied" || f[6] != "1" || f[7] != "4242" || f[8] != "curl" {
+	if f := strings.Fields(lines[1]); len(f) != 10 || f[1] != "shop" || f[4] != "seccomp" || f[5] != "mount" || f[6] != "denied" || f[7] != "1" || f[8] != "4242" || f[9] != "curl" {
 		t.Errorf("row %q", lines[1])
 	}
 	var gapRow string
@@ -146,7 +146,7 @@ func TestDenialsTable(t *testing.T) {
 			gapRow = l
 		}
 	}
-	if f := strings.Fields(gapRow); len(f) != 9 || f[4] != "-" || f[6] != "17" || f[7] != "-" {
+	if f := strings.Fields(gapRow); len(f) != 10 || f[5] != "-" || f[7] != "17" || f[8] != "-" {
 		t.Errorf("gap row %q", gapRow)
 	}
 }

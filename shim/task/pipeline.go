@@ -17,6 +17,7 @@ import (
 	"github.com/stockade-dev/stockade/node/idalloc"
 	"github.com/stockade-dev/stockade/profiles/userns"
 	"github.com/stockade-dev/stockade/shim/denials"
+	aadenials "github.com/stockade-dev/stockade/shim/denials/apparmor"
 )
 
 // buildPipeline assembles the hooks pipeline for a node config. The order is
@@ -42,11 +43,19 @@ func buildPipeline(ctx context.Context, ns string, c *config.Config) (hooks.Pipe
 	// A nil agent makes the denials step a no-op: the profile still
 	// denies, only the records are off.
 	var step hooks.DenialAgent
-	if agent := startDenialAgent(ctx, ns, c); agent != nil {
+	agent := startDenialAgent(ctx, ns, c)
+	if agent != nil {
 		closers = append(closers, func(context.Context) { _ = agent.Close() })
 		step = hookAgent{agent}
 	}
 	p := hooks.Pipeline{u, &hooks.SeccompStep{Store: openStore}, hooks.NewAppArmorStep(), hooks.NewDenialsStep(step)}
+	if agent != nil {
+		// AppArmor's denials go to the same sinks. Closers run in reverse:
+		// the watcher stops before the agent.
+		w := aadenials.New(ctx, agent)
+		closers = append(closers, func(context.Context) { _ = w.Close() })
+		p = append(p, appArmorDenialsStep{w})
+	}
 	return p, closers, nil
 }
 
