@@ -48,6 +48,10 @@ type Syncer struct {
 	Now func() time.Time
 
 	st *state
+	// lastErr is the last error of each profile name, so that a profile
+	// that fails the same way every round (its namespace does not exist,
+	// RBAC forbids it) is logged once, not every round.
+	lastErr map[string]string
 }
 
 func (s *Syncer) now() time.Time {
@@ -122,7 +126,7 @@ func (s *Syncer) Sync(ctx context.Context) error {
 		if corrupt[p.Name] {
 			continue
 		}
-		if err := s.syncOne(ctx, p, objects[p.Name]); err != nil {
+		if err := s.syncOne(ctx, p, objects[p.Name]); s.failed(p.Name, err) {
 			syncErrs = append(syncErrs, err)
 		}
 		delete(objects, p.Name)
@@ -130,7 +134,7 @@ func (s *Syncer) Sync(ctx context.Context) error {
 	// Objects this node has no profile of: recorded elsewhere.
 	for n, o := range objects {
 		seen[n.String()] = true
-		if err := s.syncOne(ctx, nil, o); err != nil {
+		if err := s.syncOne(ctx, nil, o); s.failed(n, err) {
 			syncErrs = append(syncErrs, err)
 		}
 	}
@@ -146,6 +150,24 @@ func (s *Syncer) Sync(ctx context.Context) error {
 	after, _ := s.Store.List()
 	s.report(after)
 	return errors.Join(syncErrs...)
+}
+
+// failed notes the outcome of a name's sync and says whether err is worth
+// returning (and so logging): an error is, the first time it occurs.
+func (s *Syncer) failed(n recorded.Name, err error) bool {
+	if s.lastErr == nil {
+		s.lastErr = map[string]string{}
+	}
+	k := n.String()
+	if err == nil {
+		delete(s.lastErr, k)
+		return false
+	}
+	if s.lastErr[k] == err.Error() {
+		return false
+	}
+	s.lastErr[k] = err.Error()
+	return true
 }
 
 func (s *Syncer) report(ps []*recorded.Profile) {

@@ -300,3 +300,21 @@ func TestLocalRecordingDuringWriteIsKept(t *testing.T) {
 		t.Errorf("a's store: runs %d syscalls %v", p.Runs, p.Syscalls)
 	}
 }
+
+func TestRepeatedErrorIsReportedOnce(t *testing.T) {
+	c := fakeClient()
+	a := newNode(t, c, "node-a")
+	a.record(t, t0, "read")
+	c.PrependReactor("create", Resource, func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, "shop")
+	})
+	if err := a.s.Sync(context.Background()); err == nil {
+		t.Fatal("first failing round returned no error")
+	}
+	if err := a.s.Sync(context.Background()); err != nil {
+		t.Errorf("the same error again was reported: %v", err)
+	}
+	if got := a.obs.get("error:api"); got != 2 {
+		t.Errorf("api errors counted %d, want 2 (every round counts)", got)
+	}
+}
