@@ -197,6 +197,8 @@ func (h *handler) Record(r *sink.Record) {
 	}
 }
 
+func (h *handler) PodGone(namespace, pod string) { h.m.PodGone(namespace, pod) }
+
 func (h *handler) BadLine(path, reason string, err error) {
 	h.m.BadLine(reason)
 	if h.logged < maxLoggedBadLines {

@@ -106,6 +106,15 @@ func (m *Metrics) Record(r *sink.Record) {
 	}
 }
 
+// PodGone drops the series of a pod whose denial log the shims removed
+// (retention): a pod's series live as long as its log, so pods that come
+// and go do not grow the endpoint without bound.
+func (m *Metrics) PodGone(namespace, pod string) {
+	l := prometheus.Labels{"namespace": namespace, "pod": pod}
+	m.denials.DeletePartialMatch(l)
+	m.dropped.DeletePartialMatch(l)
+}
+
 // BadLine counts a skipped sink line.
 func (m *Metrics) BadLine(reason string) { m.badLines.WithLabelValues(m.node, reason).Inc() }
 

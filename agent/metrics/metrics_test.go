@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/stockade-dev/stockade/agent/sink"
 )
 
@@ -48,5 +50,19 @@ func TestEndpointShowsDenialsGapsAndErrors(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(out)
+	}
+}
+
+func TestPodGoneDropsItsSeries(t *testing.T) {
+	m := New("n")
+	m.Record(&sink.Record{Namespace: "shop", Pod: "web-1", Container: "app", Syscall: "bpf", Action: sink.ActionDenied})
+	m.Record(&sink.Record{Namespace: "shop", Pod: "web-2", Container: "app", Syscall: "bpf", Action: sink.ActionDenied})
+	m.Record(&sink.Record{Type: sink.TypeGap, Namespace: "shop", Pod: "web-1", Container: "app", Dropped: 1})
+	m.PodGone("shop", "web-1")
+	if n := testutil.CollectAndCount(m.denials); n != 1 {
+		t.Errorf("denial series after the pod went: %d, want 1", n)
+	}
+	if n := testutil.CollectAndCount(m.dropped); n != 0 {
+		t.Errorf("gap series after the pod went: %d, want 0", n)
 	}
 }

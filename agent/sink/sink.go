@@ -74,6 +74,10 @@ type Handler interface {
 	// short, the disk damaged it, or it is too long); reason is a short
 	// word fit for a metric label, err says what was wrong.
 	BadLine(path string, reason string, err error)
+	// PodGone is called once when a pod's directory is gone (the shims'
+	// retention removes it a while after the pod), with every namespace
+	// and pod name its records carried since the tailer started.
+	PodGone(namespace, pod string)
 }
 
 // Tailer follows the sink under Dir. It is not safe for concurrent use:
@@ -87,6 +91,9 @@ type Tailer struct {
 
 	files  map[fileID]*fileState
 	loaded bool
+	// pods maps a pod directory to the (namespace, pod) of the records
+	// read from it.
+	pods map[string]map[[2]string]bool
 }
 
 // fileID is a file's identity across renames.
@@ -142,6 +149,14 @@ func (t *Tailer) Poll(h Handler) error {
 	for id := range t.files {
 		if !seen[id] {
 			delete(t.files, id)
+		}
+	}
+	for dir, names := range t.pods {
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			for n := range names {
+				h.PodGone(n[0], n[1])
+			}
+			delete(t.pods, dir)
 		}
 	}
 	if err := t.save(); err != nil {
@@ -303,6 +318,18 @@ func (t *Tailer) line(path string, line []byte, h Handler) {
 		h.BadLine(path, "unknown_type", fmt.Errorf("%s: record of unknown type %q", path, r.Type))
 		return
 	}
+	if r.Namespace == "" && r.Pod == "" {
+		h.Record(&r)
+		return
+	}
+	if t.pods == nil {
+		t.pods = map[string]map[[2]string]bool{}
+	}
+	dir := filepath.Dir(path)
+	if t.pods[dir] == nil {
+		t.pods[dir] = map[[2]string]bool{}
+	}
+	t.pods[dir][[2]string{r.Namespace, r.Pod}] = true
 	h.Record(&r)
 }
 

@@ -10,7 +10,10 @@ import (
 type collect struct {
 	syscalls []string
 	bad      []string
+	gone     []string
 }
+
+func (c *collect) PodGone(ns, pod string) { c.gone = append(c.gone, ns+"/"+pod) }
 
 func (c *collect) Record(r *Record) {
 	if r.Type == TypeGap {
@@ -92,9 +95,15 @@ func TestTailerReadsEachLineOnceAcrossRestartAndRotation(t *testing.T) {
 	if err := os.RemoveAll(filepath.Dir(live)); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, tl)
+	c := poll(t, tl)
 	if len(tl.files) != 0 {
 		t.Fatalf("positions of removed files kept: %v", tl.files)
+	}
+	if strings.Join(c.gone, ",") != "shop/web-1" {
+		t.Errorf("pods gone: %v", c.gone)
+	}
+	if c := poll(t, tl); len(c.gone) != 0 {
+		t.Errorf("pod reported gone twice: %v", c.gone)
 	}
 }
 
