@@ -333,6 +333,33 @@ spec:
 			return fmt.Errorf("no sync denial in %q", out)
 		})
 
+		// A corrupt object (its spec names another profile than its name
+		// does; the API server's schema cannot see that) is counted and
+		// left alone; the agent goes on.
+		k.apply(`apiVersion: stockade.dev/v1alpha1
+kind: RecordedSeccompProfile
+metadata:
+  name: bad.main
+spec: {workload: other, container: main, runs: 1, syscalls: {SCMP_ARCH_X86_64: [read]}}
+`)
+		k.eventually("the corrupt object counted", func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			body, err := httpGet(ctx, "http://"+agentMetricsAddr+"/metrics")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(body, `stockade_agent_errors_total{node="`+NodeName+`",reason="object"}`) {
+				return fmt.Errorf("no object error in /metrics")
+			}
+			return nil
+		})
+		for _, n := range []string{k.NS + "/bad/main", k.NS + "/other/main"} {
+			if out, err := exec.Command(stockade, "profile", "show", n, "--store", store).CombinedOutput(); err == nil {
+				t.Errorf("the corrupt object was written to the store as %s: %s", n, out)
+			}
+		}
+
 		// Deleting the object stops enforcing it on the node.
 		k.must("delete", "recordedseccompprofile", "copy.main")
 		k.eventually("the profile gone from the node's store", func() error {

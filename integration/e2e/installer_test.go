@@ -77,8 +77,12 @@ func TestInstaller(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			out, _ := c.kubectl(context.Background(), "-n", "kube-system", "logs", "-l", "app.kubernetes.io/name=stockade-installer", "--tail=100")
+			out, _ := c.kubectl(context.Background(), "-n", "kube-system", "logs", "-l", "app.kubernetes.io/name=stockade-installer", "-c", "installer", "--tail=100")
 			t.Logf("installer logs:\n%s", out)
+			out, _ = c.kubectl(context.Background(), "-n", "kube-system", "logs", "-l", "app.kubernetes.io/name=stockade-installer", "-c", "agent", "--tail=30")
+			t.Logf("agent logs:\n%s", out)
+			out, _ = c.kubectl(context.Background(), "-n", "kube-system", "logs", "-l", "app.kubernetes.io/name=stockade-installer", "-c", "agent", "--previous", "--tail=30")
+			t.Logf("agent logs, previous container:\n%s", out)
 			out, _ = c.kubectl(context.Background(), "-n", "kube-system", "describe", "pods", "-l", "app.kubernetes.io/name=stockade-installer")
 			t.Logf("installer pods:\n%s", out)
 		}
@@ -608,7 +612,9 @@ func (n *installerNode) runtimeHandlers() ([]string, error) {
 }
 
 // crashed matches the installer's container having died: install.sh
-// failed, and waiting longer would not help.
+// failed, and waiting longer would not help. Only that container counts:
+// the agent container of the same pod may be restarted once when its
+// start races with the installer's restart of containerd.
 var crashed = regexp.MustCompile(`[1-9]`)
 
 // waitFor retries fn for up to three minutes, and stops early when the
@@ -635,7 +641,7 @@ func (n *installerNode) waitFor(what string, fn func() error) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		restarts, _ := n.c.kubectl(ctx, "-n", "kube-system", "get", "pods", "-l", "app.kubernetes.io/name=stockade-installer",
-			"-o", "jsonpath={.items[*].status.containerStatuses[*].restartCount}")
+			"-o", `jsonpath={.items[*].status.containerStatuses[?(@.name=="installer")].restartCount}`)
 		cancel()
 		if crashed.MatchString(restarts) {
 			t.Fatalf("%s: the installer's container restarted (%s): install.sh failed", what, restarts)
