@@ -4,6 +4,7 @@ package denials
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -24,6 +25,7 @@ type filterThread struct {
 	calls chan int
 	res   chan [2]int // EPERM, other
 	once  sync.Once
+	tid   int
 }
 
 // startFilterThread loads the filter on a new thread and hands its fd to
@@ -34,6 +36,7 @@ func startFilterThread(t *testing.T, a *Agent, id string) *filterThread {
 	ready := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread and its filter die here
+		ft.tid = unix.Gettid()
 		fd, err := loadNotifyFilter(unix.SYS_GETPPID)
 		if err == nil {
 			st := &specs.ContainerProcessState{Fds: []string{specs.SeccompFdName}, State: specs.State{ID: id}}
@@ -125,6 +128,47 @@ func TestReceiverSwitchesModes(t *testing.T) {
 	if d, g := account(sink.records()); d+g != 3+2*5001 {
 		t.Errorf("accounted %d + %d, want %d", d, g, 3+2*5001)
 	}
+}
+
+// A receiver blocked in RECV on its own thread ends by itself when the
+// filter's last thread exits: from Linux 6.11 the kernel wakes the RECV
+// (ENOENT) and the fd polls POLLHUP.
+func TestThreadReceiverEndsWithFilter(t *testing.T) {
+	requireNotify(t)
+	if !kernelAtLeast(6, 11) {
+		t.Skip("before Linux 6.11 a blocked RECV is not woken when its filter loses its last thread (the adaptive receiver's watchdog covers that)")
+	}
+	a, _ := receiverAgent(t, receiverOptions{mode: receiveThread})
+	ft := startFilterThread(t, a, "ctr")
+	if r := ft.call(100); r[0] != 100 {
+		t.Fatalf("calls: %v", r)
+	}
+	if ft.tid == unix.Getpid() {
+		ft.exit()
+		t.Skip("the filter landed on the main thread, which Go never ends")
+	}
+	ft.exit()
+	waitFor(t, "the receiver to end with its filter", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.sources) == 0
+	})
+	if s := a.Stats(); s.ThreadReceivers != 0 {
+		t.Errorf("thread receivers = %d after the filter ended", s.ThreadReceivers)
+	}
+}
+
+// kernelAtLeast reports whether the running kernel is major.minor or newer.
+func kernelAtLeast(major, minor int) bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	var ma, mi int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
 }
 
 // Close must not hang on, or leak, a receiver waiting on its own thread:
