@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,15 +52,15 @@ type agentProc struct {
 	done chan struct{}
 }
 
-func startAgent(t *testing.T, c *Cluster, ns, stateDir string) *agentProc {
-	return startAgentOn(t, c, NodeName, c.Env, ns, stateDir, agentMetricsAddr)
+func startAgent(t *testing.T, c *Cluster, kubeconfig, ns, stateDir string) *agentProc {
+	return startAgentOn(t, c, kubeconfig, NodeName, c.Env, ns, stateDir, agentMetricsAddr)
 }
 
 // startAgentOn starts an agent for node, whose containerd is env, limited
 // to namespace ns, serving metrics on addr.
-func startAgentOn(t *testing.T, c *Cluster, node string, env *harness.Env, ns, stateDir, addr string) *agentProc {
+func startAgentOn(t *testing.T, c *Cluster, kubeconfig, node string, env *harness.Env, ns, stateDir, addr string) *agentProc {
 	a := &agentProc{t: t, log: filepath.Join(c.Dir, "logs", "agent-"+node+"-"+ns+".log"), args: []string{"agent",
-		"--kubeconfig", c.Kubeconfig, "--node", node, "--namespace", ns,
+		"--kubeconfig", kubeconfig, "--node", node, "--namespace", ns,
 		"--denials-dir", env.LogDir, "--store-dir", ProfileStore(env), "--state-dir", stateDir,
 		"--metrics-addr", addr, "--poll-interval", "300ms", "--sync-interval", "1s"}}
 	a.start()
@@ -132,6 +134,91 @@ func httpGet(ctx context.Context, url string) (string, error) {
 	return string(body), nil
 }
 
+// apiProxy forwards TCP to the API server until cut: an agent configured
+// through it loses the API server while the tier's other tests keep it.
+type apiProxy struct {
+	addr  string
+	mu    sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]bool
+}
+
+func newAPIProxy(t *testing.T) *apiProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &apiProxy{addr: ln.Addr().String(), ln: ln, conns: map[net.Conn]bool{}}
+	go p.serve(ln)
+	t.Cleanup(p.cut)
+	return p
+}
+
+func (p *apiProxy) serve(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		up, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", apiserverPort))
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns[c], p.conns[up] = true, true
+		p.mu.Unlock()
+		go func() { _, _ = io.Copy(up, c); up.Close() }()
+		go func() { _, _ = io.Copy(c, up); c.Close() }()
+	}
+}
+
+// cut closes the listener and every forwarded connection: the API server
+// is unreachable (connection refused) through the proxy.
+func (p *apiProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	p.conns = map[net.Conn]bool{}
+}
+
+// restore listens again on the same address.
+func (p *apiProxy) restore(t *testing.T) {
+	t.Helper()
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go p.serve(ln)
+}
+
+// kubeconfig writes the admin kubeconfig pointed at the proxy.
+func (p *apiProxy) kubeconfig(t *testing.T, c *Cluster) string {
+	t.Helper()
+	data, err := os.ReadFile(c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := fmt.Sprintf("https://127.0.0.1:%d", apiserverPort)
+	if !strings.Contains(string(data), server) {
+		t.Fatalf("admin kubeconfig does not name %s", server)
+	}
+	path := filepath.Join(t.TempDir(), "proxy.kubeconfig")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(data), server, "https://"+p.addr)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // rsp is the part of a RecordedSeccompProfile the test reads.
 type rsp struct {
 	Spec struct {
@@ -157,7 +244,8 @@ type rsp struct {
 func TestAgent(t *testing.T) {
 	only(t, "stockade", func(t *testing.T, k *K) {
 		installCRD(t, k.c)
-		agent := startAgent(t, k.c, k.NS, filepath.Join(t.TempDir(), "agent"))
+		proxy := newAPIProxy(t)
+		agent := startAgent(t, k.c, proxy.kubeconfig(t, k.c), k.NS, filepath.Join(t.TempDir(), "agent"))
 		stockade := filepath.Join(binDir, "stockade")
 		store := ProfileStore(k.c.Env)
 
@@ -272,6 +360,55 @@ spec:
 			t.Fatalf("object status %+v", obj.Status)
 		}
 		t.Logf("RecordedSeccompProfile %s/rec.main: runs %d, %d syscalls, nodes %+v", k.NS, obj.Spec.Runs, len(sys), obj.Status.Nodes)
+
+		// The API server unreachable for the agent for a while: a recording
+		// made meanwhile stays in the store and is merged when it is back.
+		proxy.cut()
+		k.must("scale", "deployment/rec", "--replicas=1")
+		k.must("rollout", "status", "deployment/rec", "--timeout="+waitTimeout)
+		k.must("scale", "deployment/rec", "--replicas=0")
+		k.must("wait", "--for=delete", "pod", "-l", "app=rec", "--timeout="+waitTimeout)
+		k.eventually("the second recording in the store and the agent cut off", func() error {
+			var p struct{ Runs int }
+			data, err := os.ReadFile(filepath.Join(store, k.NS, "rec", "main.json"))
+			if err != nil {
+				return err
+			}
+			if err := json.Unmarshal(data, &p); err != nil {
+				return err
+			}
+			if p.Runs != 2 {
+				return fmt.Errorf("stored runs %d, want 2", p.Runs)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			body, err := httpGet(ctx, "http://"+agentMetricsAddr+"/metrics")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(body, `stockade_agent_errors_total{node="`+NodeName+`",reason="api"}`) {
+				return fmt.Errorf("the agent has not noticed the API server is gone")
+			}
+			return nil
+		})
+		if out := k.must("get", "recordedseccompprofile", "rec.main", "-o", "jsonpath={.spec.runs}"); strings.TrimSpace(out) != "1" {
+			t.Fatalf("object runs %s while its only agent was cut off, want 1", out)
+		}
+		proxy.restore(t)
+		k.eventually("the recording merged after the API server came back", func() error {
+			out, err := k.kubectl("get", "recordedseccompprofile", "rec.main", "-o", "json")
+			if err != nil {
+				return err
+			}
+			var o rsp
+			if err := json.Unmarshal([]byte(out), &o); err != nil {
+				return err
+			}
+			if o.Spec.Runs != 2 || len(o.Status.Nodes) != 1 || o.Status.Nodes[0].Runs != 2 {
+				return fmt.Errorf("object runs %d, status %+v", o.Spec.Runs, o.Status.Nodes)
+			}
+			return nil
+		})
 
 		// A profile recorded on another node: the object as that node's
 		// agent leaves it (this node never ran the workload).

@@ -134,7 +134,7 @@ spec:
 
 		// The agents merge both into one object and it back into both stores.
 		for _, n := range nodes {
-			startAgentOn(t, k.c, n.name, n.env, k.NS, filepath.Join(t.TempDir(), "agent"), n.addr)
+			startAgentOn(t, k.c, k.c.Kubeconfig, n.name, n.env, k.NS, filepath.Join(t.TempDir(), "agent"), n.addr)
 		}
 		var obj rsp
 		k.eventually("one object with both nodes' recordings", func() error {
