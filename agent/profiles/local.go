@@ -8,51 +8,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/containerd/errdefs"
-
 	"github.com/stockade-dev/stockade/node/fileutil"
-	"github.com/stockade-dev/stockade/node/profilestore"
 	"github.com/stockade-dev/stockade/profiles/recorded"
 )
-
-// errChanged says the store's profile changed since it was read (a shim
-// saved a recording): the replacement was not made, and the next sync
-// takes the new recording into account.
-var errChanged = errors.New("the stored profile changed since it was read")
-
-// replace writes p as the stored profile of its name if the stored one
-// still has checksum ifChecksum ("" when there was none). It takes the
-// lock profilestore.Store.Save takes (<path>.lock, an exclusive flock), so
-// it is serialised with the shims' saves: a recording saved in between is
-// never overwritten, the replacement is skipped instead. Save itself
-// cannot do this: it merges, which would count runs twice.
-func replace(s *profilestore.Store, p *recorded.Profile, ifChecksum string) error {
-	path := s.Path(p.Name)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	unlock, err := fileutil.Lock(path+".lock", 0o644)
-	if err != nil {
-		return fmt.Errorf("lock %s: %w", path, err)
-	}
-	defer unlock()
-	cur := ""
-	switch old, err := s.Load(p.Name); {
-	case err == nil:
-		cur = old.Checksum
-	case errdefs.IsNotFound(err):
-	default:
-		return err
-	}
-	if cur != ifChecksum {
-		return errChanged
-	}
-	data, err := recorded.Encode(p)
-	if err != nil {
-		return err
-	}
-	return fileutil.WriteFile(path, data, 0o644)
-}
 
 // entry is what the agent remembers about one profile name across
 // restarts.

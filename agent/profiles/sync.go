@@ -252,8 +252,8 @@ func (s *Syncer) syncOne(ctx context.Context, local *recorded.Profile, o *Object
 		s.Observer.Error("state")
 		return err
 	}
-	switch err := replace(s.Store, want, cur); {
-	case errors.Is(err, errChanged):
+	switch err := s.Store.Replace(want, cur); {
+	case errors.Is(err, profilestore.ErrChanged):
 		// A shim saved a recording just now; the next round merges it.
 		e.Pending, e.PendingRuns = "", 0
 		return nil

@@ -290,7 +290,7 @@ func TestLocalRecordingDuringWriteIsKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := replace(a.store, want, cur.Checksum); !errors.Is(err, errChanged) {
+	if err := a.store.Replace(want, cur.Checksum); !errors.Is(err, profilestore.ErrChanged) {
 		t.Fatalf("replace over a newer recording: %v", err)
 	}
 	a.sync(t)

@@ -159,6 +159,52 @@ func (s *Store) Save(p *recorded.Profile) (*recorded.Profile, error) {
 	return merged, nil
 }
 
+// ErrChanged is Replace's answer when the stored profile is no longer the
+// one the caller read: a shim saved a recording in between. It is a
+// failed precondition; the caller reads again.
+var ErrChanged = fmt.Errorf("the stored profile changed since it was read: %w", errdefs.ErrFailedPrecondition)
+
+// Replace writes p (sealed, as Encode makes it) as the stored profile of
+// its name, but only if the stored one still has checksum ifChecksum (""
+// when there was none). Save merges, which suits a shim adding one
+// recording; a node agent writing back the cluster's merged profile must
+// not merge (runs would count twice) and must not overwrite a recording
+// saved since it read the store. Replace takes Save's lock, so the two
+// are serialised.
+func (s *Store) Replace(p *recorded.Profile, ifChecksum string) error {
+	if p == nil {
+		return fmt.Errorf("replace recorded profile: nil profile: %w", errdefs.ErrInvalidArgument)
+	}
+	if err := p.Validate(s.goarch()); err != nil {
+		return fmt.Errorf("replace recorded profile %s: %w", p.Name, err)
+	}
+	n := p.Name
+	unlock, err := s.lock(n, true)
+	if err != nil {
+		return fmt.Errorf("replace recorded profile %s: %w", n, err)
+	}
+	defer unlock()
+	old, err := s.read(n)
+	if err != nil {
+		return fmt.Errorf("replace recorded profile %s: %w", n, err)
+	}
+	cur := ""
+	if old != nil {
+		cur = old.Checksum
+	}
+	if cur != ifChecksum {
+		return fmt.Errorf("replace recorded profile %s: %w", n, ErrChanged)
+	}
+	data, err := recorded.Encode(p)
+	if err != nil {
+		return fmt.Errorf("replace recorded profile %s: %w", n, err)
+	}
+	if err := fileutil.WriteFile(s.Path(n), data, 0o644); err != nil {
+		return fmt.Errorf("replace recorded profile %s: %w", n, storeErr(s.Dir, err))
+	}
+	return nil
+}
+
 // lock takes the exclusive lock of n, creating its directories when
 // create is set. Delete unlinks lock files (and empties directories)
 // while holding them; fileutil.Lock re-locks a replaced file, and a
