@@ -8,6 +8,10 @@
 // ship. Host probing (host.go) and loading (loader.go) are the side-effect
 // edges; both take their dependencies injected.
 //
+// Every deny rule is an audit deny: AppArmor does not log what an explicit
+// deny rule refuses (docker-default's denials are silent), and stockade's
+// denials must reach the kernel log and the pod's denial stream.
+//
 // The baseline is at least as strict as Docker's docker-default: deny rules
 // for /proc, /sys, mount, and the AF_ALG socket family; signals and ptrace
 // only among the container's own processes. On top of it, the spec narrows
@@ -151,7 +155,7 @@ func (r renderer) text(name string) string {
 	line("  # Reachability is the network namespace's business; AF_ALG (the kernel")
 	line("  # crypto API) is a recurring source of kernel bugs and is never needed.")
 	line("  network,")
-	line("  deny network alg,")
+	line("  audit deny network alg,")
 	line("")
 	line("  # Only the capabilities in the container's bounding set.")
 	for _, c := range r.caps {
@@ -167,9 +171,9 @@ func (r renderer) text(name string) string {
 	line("")
 	line("  # The mount table is set up by runc before this profile applies; the")
 	line("  # container may not change it, or step around masked paths by unmounting.")
-	line("  deny mount,")
-	line("  deny umount,")
-	line("  deny pivot_root,")
+	line("  audit deny mount,")
+	line("  audit deny umount,")
+	line("  audit deny pivot_root,")
 	line("")
 	for _, l := range procSysRules {
 		line("  %s", l)
@@ -193,19 +197,19 @@ func (r renderer) text(name string) string {
 var procSysRules = []string{
 	"# /proc: writes only to per-process files (/proc/<pid>/...) and to the",
 	"# IPC-namespaced /proc/sys/kernel/shm* limits.",
-	"deny /proc/* w,",
-	"deny /proc/{" + otherThan("sys", "0-9") + ",[0-9]*[^0-9/]*}/** w,",
-	"deny /proc/sys/{" + otherThan("kernel", "") + "}{,/**} w,",
-	"deny /proc/sys/kernel/{" + notStartingWith("shm", "") + "}{,/**} w,",
-	"deny /proc/{sysrq-trigger,kcore} rwklx,",
+	"audit deny /proc/* w,",
+	"audit deny /proc/{" + otherThan("sys", "0-9") + ",[0-9]*[^0-9/]*}/** w,",
+	"audit deny /proc/sys/{" + otherThan("kernel", "") + "}{,/**} w,",
+	"audit deny /proc/sys/kernel/{" + notStartingWith("shm", "") + "}{,/**} w,",
+	"audit deny /proc/{sysrq-trigger,kcore} rwklx,",
 	"",
 	"# /sys: no writes outside /sys/fs/cgroup; no access at all to firmware",
 	"# tables, power meters (RAPL side channel) or the LSM policy interface.",
-	"deny /sys/{" + otherThan("fs", "") + "}{,/**} wklx,",
-	"deny /sys/fs/{" + otherThan("cgroup", "") + "}{,/**} wklx,",
-	"deny /sys/firmware/** rwklx,",
-	"deny /sys/devices/virtual/powercap/** rwklx,",
-	"deny /sys/kernel/security/** rwklx,",
+	"audit deny /sys/{" + otherThan("fs", "") + "}{,/**} wklx,",
+	"audit deny /sys/fs/{" + otherThan("cgroup", "") + "}{,/**} wklx,",
+	"audit deny /sys/firmware/** rwklx,",
+	"audit deny /sys/devices/virtual/powercap/** rwklx,",
+	"audit deny /sys/kernel/security/** rwklx,",
 }
 
 // notStartingWith returns comma-separated glob alternatives that together
