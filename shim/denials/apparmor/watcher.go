@@ -188,7 +188,12 @@ func (w *Watcher) handle(ev Event) {
 		}
 	}
 	if id == "" {
-		w.unattributed.Add(1)
+		// Usually another pod's process under a shared profile; said once
+		// per shim at info level so a misconfigured node is visible.
+		if w.unattributed.Add(1) == 1 {
+			log.G(w.ctx).WithFields(log.Fields{"profile": profile, "pid": ev.Pid, "cgroup": cg, "error": err}).
+				Info("apparmor denial of a watched profile by a process in none of this shim's containers")
+		}
 		return
 	}
 	r := &denials.Record{
