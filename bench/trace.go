@@ -392,51 +392,17 @@ func (b *runner) startBreakdown(ctx context.Context) ([]Metric, error) {
 // shimCreatePhases reports the steps of the shim's Create for the traced
 // containers, as the shim logged them. runc's shim logs no such steps.
 func (b *runner) shimCreatePhases() []Metric {
-	order, samples, err := shimPhases(b.env.LogPath(), tracePrefix+"-")
-	if err != nil || len(order) == 0 {
-		reason := "no \"container created\" line with phases in containerd's log"
-		if err != nil {
-			reason = err.Error()
+	byClass, err := shimPhases(b.env.LogPath(), func(id, _ string) string {
+		if strings.HasPrefix(id, tracePrefix+"-") {
+			return "traced"
 		}
-		b.notMeasured = append(b.notMeasured, NotMeasured{Name: "shim Create phases", Reason: reason})
+		return ""
+	})
+	if err != nil {
+		b.notMeasured = append(b.notMeasured, NotMeasured{Name: "shim Create phases", Reason: err.Error()})
 		return nil
 	}
-	var metrics []Metric
-	for _, name := range order {
-		metrics = append(metrics, Metric{
-			Group:    "shim Create phases (shim log, run --rm true)",
-			Name:     shimPhaseName(name),
-			Unit:     "ms",
-			Baseline: "none (runc's shim logs no phases)",
-			Stockade: (&collector{samples: samples[name]}).outcome(),
-			Runc:     Outcome{NotApplicable: "runc's shim logs no phases"},
-		})
-	}
-	return metrics
-}
-
-// shimPhaseName says what a phase of the shim's Create covers.
-func shimPhaseName(name string) string {
-	what := map[string]string{
-		"spec":               "read config.json",
-		"intercept.config":   "node config and options file; at a shim's first container also the pipeline and denial agent built",
-		"intercept.userns":   "pipeline: user namespace (range lease, id maps)",
-		"intercept.seccomp":  "pipeline: seccomp profile (generated or cached)",
-		"intercept.apparmor": "pipeline: AppArmor",
-		"intercept.denials":  "pipeline: denial agent wiring",
-		"intercept.result":   "pipeline result written to the bundle",
-		"intercept":          "the whole pipeline phase, all of the above",
-		"remap":              "idmapped rootfs options",
-		"rootfs":             "rootfs mount",
-		"libcontainer":       "libcontainer config and state",
-		"stdio":              "stdio FIFOs/pipes",
-		"init":               "runc init started, through nsexec and rootfs, until it waits for Start",
-		"registered":         "container registered",
-	}[name]
-	if what == "" {
-		return name
-	}
-	return name + " (" + what + ")"
+	return b.phaseMetrics("shim Create phases (shim log, run --rm true)", byClass["traced"])
 }
 
 // tracePrefix starts the ids of traced containers.
