@@ -99,7 +99,7 @@ func sampled(dest1, dest2 string, flags byte) bool {
 
 var (
 	capLineRe  = regexp.MustCompile(`^  capability ([a-z_]+),$`)
-	fileLineRe = regexp.MustCompile(`^  (audit deny )?"((?:[A-Za-z0-9/._-]|\\[0-3][0-7][0-7])+)\{,/\*\*\}" wl,$`)
+	fileLineRe = regexp.MustCompile(`^  ((?:audit )?deny )?"((?:[A-Za-z0-9/._-]|\\[0-3][0-7][0-7])+)\{,/\*\*\}" wl,$`)
 	octalRe    = regexp.MustCompile(`\\([0-3][0-7][0-7])`)
 )
 

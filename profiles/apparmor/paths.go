@@ -50,7 +50,7 @@ func fileRules(spec *specs.Spec) ([]string, error) {
 		// ancestor grants them, and is wrong where a writable mount sits
 		// below it: deny rules win over every allow rule in AppArmor.
 		if writableParent(d, writable) && !hasWritableBelow(d, dests, writable) {
-			deny = append(deny, "audit deny "+subtree(d)+" wl,")
+			deny = append(deny, "deny "+subtree(d)+" wl,")
 		}
 	}
 	if len(allow) > 0 {

@@ -8,9 +8,12 @@
 // ship. Host probing (host.go) and loading (loader.go) are the side-effect
 // edges; both take their dependencies injected.
 //
-// Every deny rule is an audit deny: AppArmor does not log what an explicit
-// deny rule refuses (docker-default's denials are silent), and stockade's
-// denials must reach the kernel log and the pod's denial stream.
+// In enforce mode every deny rule is an audit deny: AppArmor logs nothing
+// an explicit deny rule refuses (docker-default's denials are silent), and
+// stockade's denials must reach the kernel log and the pod's denial stream.
+// In complain mode they stay plain deny rules: the kernel enforces an
+// explicit deny in complain mode only when it is quiet (an audit deny is
+// reported as ALLOWED and let through), and the baseline must hold.
 //
 // The baseline is at least as strict as Docker's docker-default: deny rules
 // for /proc, /sys, mount, and the AF_ALG socket family; signals and ptrace
@@ -155,7 +158,7 @@ func (r renderer) text(name string) string {
 	line("  # Reachability is the network namespace's business; AF_ALG (the kernel")
 	line("  # crypto API) is a recurring source of kernel bugs and is never needed.")
 	line("  network,")
-	line("  audit deny network alg,")
+	line("  %s network alg,", r.deny())
 	line("")
 	line("  # Only the capabilities in the container's bounding set.")
 	for _, c := range r.caps {
@@ -166,17 +169,17 @@ func (r renderer) text(name string) string {
 	line("  # table and file modes; writes are granted below.")
 	line("  /{,**} rkmix,")
 	for _, f := range r.files {
-		line("  %s", f)
+		line("  %s", r.denyRule(f))
 	}
 	line("")
 	line("  # The mount table is set up by runc before this profile applies; the")
 	line("  # container may not change it, or step around masked paths by unmounting.")
-	line("  audit deny mount,")
-	line("  audit deny umount,")
-	line("  audit deny pivot_root,")
+	line("  %s mount,", r.deny())
+	line("  %s umount,", r.deny())
+	line("  %s pivot_root,", r.deny())
 	line("")
 	for _, l := range procSysRules {
-		line("  %s", l)
+		line("  %s", r.denyRule(l))
 	}
 	line("")
 	line("  # Processes of this container may signal and trace each other; the")
@@ -191,25 +194,41 @@ func (r renderer) text(name string) string {
 	return b.String()
 }
 
+// deny is the keyword deny rules start with in this profile's mode.
+func (r renderer) deny() string {
+	if r.policy.Mode == Complain {
+		return "deny"
+	}
+	return "audit deny"
+}
+
+// denyRule rewrites a rule starting with "deny " for the profile's mode.
+func (r renderer) denyRule(l string) string {
+	if rest, ok := strings.CutPrefix(l, "deny "); ok {
+		return r.deny() + " " + rest
+	}
+	return l
+}
+
 // procSysRules are the fixed /proc and /sys denials. They are written as
 // component-exact alternations (see otherThan) rather than docker-default's
 // fixed-width patterns, which let names like /proc/sys/kernel/sched_* through.
 var procSysRules = []string{
 	"# /proc: writes only to per-process files (/proc/<pid>/...) and to the",
 	"# IPC-namespaced /proc/sys/kernel/shm* limits.",
-	"audit deny /proc/* w,",
-	"audit deny /proc/{" + otherThan("sys", "0-9") + ",[0-9]*[^0-9/]*}/** w,",
-	"audit deny /proc/sys/{" + otherThan("kernel", "") + "}{,/**} w,",
-	"audit deny /proc/sys/kernel/{" + notStartingWith("shm", "") + "}{,/**} w,",
-	"audit deny /proc/{sysrq-trigger,kcore} rwklx,",
+	"deny /proc/* w,",
+	"deny /proc/{" + otherThan("sys", "0-9") + ",[0-9]*[^0-9/]*}/** w,",
+	"deny /proc/sys/{" + otherThan("kernel", "") + "}{,/**} w,",
+	"deny /proc/sys/kernel/{" + notStartingWith("shm", "") + "}{,/**} w,",
+	"deny /proc/{sysrq-trigger,kcore} rwklx,",
 	"",
 	"# /sys: no writes outside /sys/fs/cgroup; no access at all to firmware",
 	"# tables, power meters (RAPL side channel) or the LSM policy interface.",
-	"audit deny /sys/{" + otherThan("fs", "") + "}{,/**} wklx,",
-	"audit deny /sys/fs/{" + otherThan("cgroup", "") + "}{,/**} wklx,",
-	"audit deny /sys/firmware/** rwklx,",
-	"audit deny /sys/devices/virtual/powercap/** rwklx,",
-	"audit deny /sys/kernel/security/** rwklx,",
+	"deny /sys/{" + otherThan("fs", "") + "}{,/**} wklx,",
+	"deny /sys/fs/{" + otherThan("cgroup", "") + "}{,/**} wklx,",
+	"deny /sys/firmware/** rwklx,",
+	"deny /sys/devices/virtual/powercap/** rwklx,",
+	"deny /sys/kernel/security/** rwklx,",
 }
 
 // notStartingWith returns comma-separated glob alternatives that together

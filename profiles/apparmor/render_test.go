@@ -221,7 +221,7 @@ func TestWriteRules(t *testing.T) {
 		{"writable root", false, nil, "/{,**} wl,"},
 		{"readonly root", true, nil, ""},
 		{"rw mount under writable root is covered", false, []specs.Mount{bind("/data", false)}, "/{,**} wl,"},
-		{"ro mount under writable root is denied", false, []specs.Mount{bind("/cfg", true)}, "/{,**} wl,\naudit deny \"/cfg{,/**}\" wl,"},
+		{"ro mount under writable root is denied", false, []specs.Mount{bind("/cfg", true)}, "/{,**} wl,\ndeny \"/cfg{,/**}\" wl,"},
 		{"rw mount under readonly root", true, []specs.Mount{bind("/data", false)}, `"/data{,/**}" wl,`},
 		{"ro mount under readonly root needs nothing", true, []specs.Mount{bind("/cfg", true)}, ""},
 		{"ro with rw below is not denied", false, []specs.Mount{bind("/a", true), bind("/a/b", false)}, "/{,**} wl,\n\"/a/b{,/**}\" wl,"},
