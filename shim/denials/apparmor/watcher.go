@@ -3,6 +3,7 @@ package apparmor
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
@@ -143,15 +143,11 @@ func (w *Watcher) loop(f *os.File, done chan struct{}) {
 			log.G(w.ctx).WithError(err).Warn("apparmor denials: audit stream ended")
 			return
 		}
-		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-		if err != nil {
-			continue
-		}
-		for _, m := range msgs {
-			if m.Header.Type != auditAVC {
+		for _, m := range splitNetlink(buf[:n]) {
+			if m.typ != auditAVC {
 				continue
 			}
-			if ev, ok := Parse(string(m.Data)); ok {
+			if ev, ok := Parse(string(m.data)); ok {
 				w.handle(ev)
 			}
 		}
@@ -219,6 +215,32 @@ func (w *Watcher) handle(ev Event) {
 	if w.rep.Report(id, r) {
 		w.filed.Add(1)
 	}
+}
+
+type netlinkMsg struct {
+	typ  uint16
+	data []byte
+}
+
+// splitNetlink splits a datagram into its messages. The kernel's audit
+// records set nlmsg_len to the record's exact length, not a multiple of 4,
+// and the datagram ends there: syscall.ParseNetlinkMessage rejects such a
+// last message (it wants the aligned length), which lost most records.
+func splitNetlink(b []byte) []netlinkMsg {
+	var msgs []netlinkMsg
+	for len(b) >= unix.NLMSG_HDRLEN {
+		l := int(binary.NativeEndian.Uint32(b[0:4]))
+		if l < unix.NLMSG_HDRLEN || l > len(b) {
+			return msgs
+		}
+		msgs = append(msgs, netlinkMsg{typ: binary.NativeEndian.Uint16(b[4:6]), data: b[unix.NLMSG_HDRLEN:l]})
+		next := (l + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1)
+		if next >= len(b) {
+			return msgs
+		}
+		b = b[next:]
+	}
+	return msgs
 }
 
 // openAudit subscribes to the audit multicast group. The socket is

@@ -2,6 +2,7 @@ package apparmor
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"sync"
@@ -82,5 +83,34 @@ func TestHandleAttributesByCgroup(t *testing.T) {
 	w.handle(Event{Verdict: "DENIED", Operation: "mknod", Profile: shared, Pid: 10})
 	if len(rep.got["c1"]) != 1 {
 		t.Error("a record was filed for an untracked container")
+	}
+}
+
+// TestSplitNetlink: audit records arrive with nlmsg_len unaligned; every
+// message of a datagram is kept, the last one too.
+func TestSplitNetlink(t *testing.T) {
+	msg := func(typ uint16, data string) []byte {
+		b := make([]byte, 16+len(data))
+		binary.NativeEndian.PutUint32(b[0:4], uint32(len(b)))
+		binary.NativeEndian.PutUint16(b[4:6], typ)
+		copy(b[16:], data)
+		return b
+	}
+	one := msg(1400, `audit(1.0:1): apparmor="DENIED" x=1`) // 16+35: unaligned
+	if got := splitNetlink(one); len(got) != 1 || got[0].typ != 1400 || string(got[0].data) != `audit(1.0:1): apparmor="DENIED" x=1` {
+		t.Fatalf("single unaligned message: %+v", got)
+	}
+	two := append(append([]byte{}, one...), 0, 0, 0, 0)[:(len(one)+3)&^3]
+	two = append(two, msg(1300, "syscall")...)
+	if got := splitNetlink(two); len(got) != 2 || got[1].typ != 1300 || string(got[1].data) != "syscall" {
+		t.Fatalf("two messages: %+v", got)
+	}
+	if got := splitNetlink([]byte{1, 2, 3}); len(got) != 0 {
+		t.Fatalf("short: %+v", got)
+	}
+	bad := msg(1400, "x")
+	binary.NativeEndian.PutUint32(bad[0:4], 999)
+	if got := splitNetlink(bad); len(got) != 0 {
+		t.Fatalf("length beyond the datagram: %+v", got)
 	}
 }
