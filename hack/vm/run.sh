@@ -84,7 +84,7 @@ if ! [ -s "$work/suite" ]; then
 	echo "vm-test: nothing in hack/vm/suite matches VM_RUN=$only" >&2
 	exit 1
 fi
-printf '%s\n' STOCKADE_BIN_DIR=/vm/bin STOCKADE_REQUIRE_APPARMOR=1 STOCKADE_REQUIRE_CGROUP2=1 >"$work/env"
+printf '%s\n' STOCKADE_BIN_DIR=/scratch/bin STOCKADE_REQUIRE_APPARMOR=1 STOCKADE_REQUIRE_CGROUP2=1 >"$work/env"
 echo "$kdir" >"$work/kernel-dir"
 
 truncate -s 16G "$work/scratch.img"
