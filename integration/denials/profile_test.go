@@ -95,7 +95,7 @@ func TestEnforceDeniesAndRecordsExactly(t *testing.T) {
 		t.Errorf("stockade denials -o json shows keyctl %d times:\n%s", n, cli)
 	}
 	table := stockadeCLI(t, env, "denials", "--dir", env.LogDir, "-A", "--pod", id)
-	if !strings.Contains(table, "io_uring_setup") || !strings.Contains(table, "SYSCALL") {
+	if !strings.Contains(table, "io_uring_setup") || !strings.Contains(table, "WHAT") {
 		t.Errorf("stockade denials table:\n%s", table)
 	}
 }
