@@ -80,8 +80,10 @@ type fdSource struct {
 	watchdog *time.Timer
 
 	// State of the receiving goroutine.
-	busy    bool
-	locked  bool
+	busy   bool
+	locked bool
+	// slot is set while this source counts in opt.threads.
+	slot    bool
 	last    time.Time
 	streak  int
 	req     seccompNotif
@@ -436,6 +438,7 @@ func (s *fdSource) noteArrival() {
 		}
 	}
 	s.busy = true
+	s.slot = true
 	s.streak = 0
 	if s.opt.bursts != nil {
 		s.opt.bursts.Add(1)
@@ -443,27 +446,31 @@ func (s *fdSource) noteArrival() {
 }
 
 func (s *fdSource) lockThread() {
-	if s.locked {
-		return
+	if !s.locked {
+		runtime.LockOSThread()
+		s.locked = true
 	}
-	runtime.LockOSThread()
-	s.locked = true
-	if s.opt.mode == receiveThread && s.opt.threads != nil {
+	if s.opt.mode == receiveThread && !s.slot && s.opt.threads != nil {
 		// Counted, not bounded: this mode is for measurements.
 		s.opt.threads.Add(1)
+		s.slot = true
 	}
 }
 
-// unlockThread gives the thread back to the runtime and its slot back to
-// the agent's count.
+// unlockThread gives the thread back to the runtime and the slot (taken
+// by noteArrival or lockThread) back to the agent's count. The slot goes
+// even if the thread was never locked: the source may close between a
+// burst's start and its first wait.
 func (s *fdSource) unlockThread() {
-	if !s.locked {
-		return
+	if s.locked {
+		runtime.UnlockOSThread()
+		s.locked = false
 	}
-	runtime.UnlockOSThread()
-	s.locked = false
-	if s.opt.threads != nil {
-		s.opt.threads.Add(-1)
+	if s.slot {
+		s.slot = false
+		if s.opt.threads != nil {
+			s.opt.threads.Add(-1)
+		}
 	}
 	s.busy = false
 }
