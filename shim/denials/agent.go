@@ -191,7 +191,7 @@ func New(cfg config.Denials, node string, opts ...Option) (*Agent, error) {
 	a.recv.threads = &a.threads
 	a.recv.bursts = &a.stats.bursts
 	if a.recv.maxThreads <= 0 {
-		// Receivers on threads of their own wait in ppoll, holding no P;
+		// Receivers on threads of their own block in RECV, holding no P;
 		// a few more than there are Ps serve concurrent bursts.
 		a.recv.maxThreads = int32(max(2, runtime.GOMAXPROCS(0)))
 	}
