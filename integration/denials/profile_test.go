@@ -132,10 +132,14 @@ func TestComplainModeAllowsAndRecords(t *testing.T) {
 
 func TestOrdinaryWorkloadUnaffected(t *testing.T) {
 	env := stockadeEnv(t)
+	// The client retries until the listener is up (a loaded node can take
+	// longer than any fixed sleep), and the reader until the data is in.
 	script := `set -e
 echo data > /tmp/f; cat /tmp/f; cp /tmp/f /tmp/g; rm /tmp/f; ls / >/dev/null
 mkdir -p /tmp/d && cd /tmp/d && touch a b && ls | wc -l
-(nc -l -p 8080 > /tmp/got &) ; sleep 0.5; echo over-loopback | nc 127.0.0.1 8080; sleep 0.5; cat /tmp/got
+(nc -l -p 8080 > /tmp/got &)
+i=0; until echo over-loopback | nc 127.0.0.1 8080; do i=$((i+1)); [ $i -lt 600 ]; sleep 0.1; done
+i=0; until grep -q over-loopback /tmp/got; do i=$((i+1)); [ $i -lt 600 ]; sleep 0.1; done; cat /tmp/got
 id -u; uname -r >/dev/null; date >/dev/null; ps >/dev/null; wc -c /bin/busybox >/dev/null
 echo finished`
 	id, code, out := run(t, env, script)
