@@ -285,7 +285,6 @@ func TestStormReal(t *testing.T) {
 		{Window: -1, Receiver: "thread", RecordsPerSecond: -1},
 	} {
 		t.Run(fmt.Sprintf("window=%v,queue=%d,mode=%s,receiver=%s,nosync=%v", opt.Window, opt.QueueSize, opt.Mode, opt.Receiver, opt.NoSyncWakeUp), func(t *testing.T) {
-			start := time.Now()
 			r, err := Storm(200000, opt)
 			if err != nil {
 				t.Fatal(err)
@@ -294,9 +293,6 @@ func TestStormReal(t *testing.T) {
 				r.Rate, r.Latency, r.P50, r.P99, r.Baseline, r.CPUPer100k(), r.Delivered, r.Gapped, r.Stats)
 			if r.Lost != 0 || r.Wrong != 0 || r.Delivered+r.Gapped < 200000 {
 				t.Errorf("lost %d, wrong %d, accounted %d", r.Lost, r.Wrong, r.Delivered+r.Gapped)
-			}
-			if d := time.Since(start); d > 20*time.Second {
-				t.Errorf("storm took %v", d)
 			}
 		})
 	}
