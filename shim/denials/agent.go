@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"os"
 	"path/filepath"
@@ -549,10 +550,40 @@ func (a *Agent) Report(containerID string, r *Record) bool {
 	if reg == nil {
 		return false
 	}
+	// The same folding and rate limit as seccomp denials: a container
+	// writing to a denied path in a loop must not flood the sink. The key
+	// stands in for (arch, nr, args): the operation, and a hash of what it
+	// named in place of the arguments, per process (so that past the
+	// window bound, one overflow window per operation takes the rest).
+	now := a.now()
+	key := aggKey{containerID: reg.id, arch: r.Source + ":" + r.Operation, errno: syscall.EACCES,
+		pid: r.Pid, args: [6]uint64{reportKey(r)}}
+	key, res := a.agg.observe(key, now, r.Comm, r.Exe)
+	if res == obsFolded {
+		a.stats.folded.Add(1)
+		return true
+	}
 	r.setAttribution(a.node, reg.id, reg.attr)
 	r.truncateFields()
+	if res == obsSuppressed {
+		a.stats.rateLimited.Add(1)
+		a.agg.setTemplate(key, r)
+		return true
+	}
 	a.pipe.emit(r)
+	a.agg.setTemplate(key, r)
 	return true
+}
+
+// reportKey folds what a reported denial named (path, capability, denied
+// permissions) into the number an aggregation key holds.
+func reportKey(r *Record) uint64 {
+	h := fnv.New32a()
+	for _, s := range []string{r.Path, r.Capability, r.DeniedMask} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return uint64(h.Sum32())
 }
 
 // registration returns the registration of id, or nil.

@@ -298,6 +298,7 @@ func (w *window) aggregate(k aggKey) *Record {
 	if k.overflow {
 		r.Overflow = true
 		r.Pid, r.Comm, r.Exe, r.Args, r.Truncated = 0, "", "", nil, nil
+		r.Path, r.Capability, r.DeniedMask = "", "", ""
 	}
 	return &r
 }
