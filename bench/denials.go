@@ -22,6 +22,7 @@ import (
 	"github.com/stockade-dev/stockade/denial"
 	"github.com/stockade-dev/stockade/integration/harness"
 	"github.com/stockade-dev/stockade/shim/denials"
+	"github.com/stockade-dev/stockade/shim/denials/stormtest"
 )
 
 // denialTarget is the README's goal for one node: this many denials per
@@ -30,7 +31,7 @@ const denialTarget = 100_000
 
 // denialStreaming (metric 4) measures what denial streaming costs one
 // denied syscall, and how many denials per second it delivers without
-// losing one: in-process (denials.MeasureStorm) and end to end, from a
+// losing one: in-process (stormtest.MeasureStorm) and end to end, from a
 // container's loop to its sink file.
 func (b *runner) denialStreaming(ctx context.Context) ([]Metric, error) {
 	var metrics []Metric
@@ -136,11 +137,11 @@ func checkDenied(out string, count int) error {
 // stormVariant is one way of running the in-process storm.
 type stormVariant struct {
 	name string
-	opt  denials.StormOptions
+	opt  stormtest.StormOptions
 }
 
 // stormRuns are the storms of denialStorm, by variant, in run order.
-type stormRuns map[string][]denials.StormResult
+type stormRuns map[string][]stormtest.StormResult
 
 // denialStorm runs real seccomp-notify storms against an agent with the
 // node defaults in this process (denials.Storm), interleaved with the same
@@ -155,9 +156,9 @@ func (b *runner) denialStorm(ctx context.Context) []Metric {
 		n, runs = 20_000, 1
 	}
 	variants := []stormVariant{
-		{"default", denials.StormOptions{}},
-		{"nosync", denials.StormOptions{NoSyncWakeUp: true}},
-		{"poller", denials.StormOptions{Receiver: "poller"}},
+		{"default", stormtest.StormOptions{}},
+		{"nosync", stormtest.StormOptions{NoSyncWakeUp: true}},
+		{"poller", stormtest.StormOptions{Receiver: "poller"}},
 	}
 	b.cfg.Logf("denial storm: %d runs of %d denials in-process, %d variants and the in-kernel deny", runs, n, len(variants))
 	res := stormRuns{}
@@ -170,8 +171,8 @@ func (b *runner) denialStorm(ctx context.Context) []Metric {
 		// Rotate the order so no variant always runs first.
 		for j := range variants {
 			v := variants[(i+j)%len(variants)]
-			var r denials.StormResult
-			if r, err = denials.Storm(n, v.opt); err != nil {
+			var r stormtest.StormResult
+			if r, err = stormtest.Storm(n, v.opt); err != nil {
 				err = fmt.Errorf("%s storm failed after %d runs: %w", v.name, len(res[v.name]), err)
 				break
 			}
@@ -181,7 +182,7 @@ func (b *runner) denialStorm(ctx context.Context) []Metric {
 			break
 		}
 		var k []time.Duration
-		if k, err = denials.MeasureKernelDeny(n); err != nil {
+		if k, err = stormtest.MeasureKernelDeny(n); err != nil {
 			break
 		}
 		kernel = append(kernel, k...)
@@ -211,7 +212,7 @@ func (b *runner) denialStorm(ctx context.Context) []Metric {
 		Name:     fmt.Sprintf("one denied getppid(), in-process storm: each of %d×%d calls timed by the workload", runs, n),
 		Baseline: "the same call failed with EPERM by a seccomp filter in the kernel (no notification)",
 		Stockade: durationsOutcome(calls, err), Runc: durationsOutcome(kernel, err),
-		Note: "denials.Storm with the node defaults vs denials.MeasureKernelDeny; p50/p99 over single calls",
+		Note: "stormtest.Storm with the node defaults vs stormtest.MeasureKernelDeny; p50/p99 over single calls",
 	}
 	rate := Metric{
 		Group: "denial streaming", Unit: "denials/s",
@@ -228,7 +229,7 @@ func (b *runner) denialStorm(ctx context.Context) []Metric {
 	}
 	if err == nil {
 		s := Summarize(rates)
-		rate.Note = "denials.Storm: getppid notified to an agent with the node defaults; delivered+gapped per run: " +
+		rate.Note = "stormtest.Storm: getppid notified to an agent with the node defaults; delivered+gapped per run: " +
 			strings.Join(accounts, ", ") + fmt.Sprintf(" of %d; lost per run: ", n) + strings.Join(lost, ", ") + "; " + verdict(s, lossless)
 	}
 	metrics := []Metric{perCall, rate, cpu}

@@ -56,8 +56,28 @@ type options struct {
 // withClock replaces time.Now (tests).
 func withClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
-// withReceiver sets how notify fds are received (Storm compares them).
+// withReceiver sets how notify fds are received.
 func withReceiver(r receiverOptions) Option { return func(o *options) { o.recv = r } }
+
+// WithReceiver sets how the agent waits for notifications, for
+// measurements that compare the ways (stormtest): "" or "adaptive" (the
+// default: the netpoller when idle, a thread of its own in a burst),
+// "poller" (always the netpoller) or "thread" (always its own thread);
+// noSyncWakeUp leaves SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP off.
+func WithReceiver(mode string, noSyncWakeUp bool) (Option, error) {
+	var m int
+	switch mode {
+	case "", "adaptive":
+		m = receiveAdaptive
+	case "poller":
+		m = receivePoller
+	case "thread":
+		m = receiveThread
+	default:
+		return nil, fmt.Errorf("unknown receiver %q (adaptive, poller, thread)", mode)
+	}
+	return withReceiver(receiverOptions{mode: m, noSyncWakeUp: noSyncWakeUp}), nil
+}
 
 // WithContext sets the context whose logger (log.G) the agent uses.
 func WithContext(ctx context.Context) Option { return func(o *options) { o.ctx = ctx } }

@@ -76,7 +76,7 @@
 //
 // A notified syscall is a round trip: the thread sleeps, the agent wakes,
 // decides and answers. Measured on a busy 2-vCPU VM (`make bench`, and
-// TestStormReal/BenchmarkDenialRoundTrip here) a denied syscall costs the
+// TestStormReal/BenchmarkDenialRoundTrip in stormtest) a denied syscall costs the
 // workload about 2.5 µs p50 in-process and 7-8 µs in a container (an
 // in-kernel EPERM: 0.1 µs), and the agent sustains 250,000+ denials/s from
 // one thread for about 0.2-0.3 s of CPU per 100,000. Only syscalls the
@@ -145,7 +145,7 @@
 // # Testing
 //
 // The agent's logic runs against a fake notification source without root.
-// Storm and the root-gated tests load a real seccomp filter (one that
-// notifies getppid) on a thread or in a re-executed child, hand its fd to the
+// stormtest.Storm and the root-gated tests load a real seccomp filter (one that
+// notifies getppid, from notifytest) on a thread or in a re-executed child, hand its fd to the
 // agent exactly as libcontainer does, and account for every denial.
 package denials

@@ -191,22 +191,3 @@ func checkPeer(c *net.UnixConn) error {
 	}
 	return nil
 }
-
-// sendProcessState does what libcontainer does for every container process:
-// connect to the listener, send the state JSON with the notify fd attached,
-// close. Used by the storm measurement and the tests in place of runc.
-func sendProcessState(path string, st *specs.ContainerProcessState, fd int) error {
-	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		return fmt.Errorf("failed to connect to seccomp agent: %w", err)
-	}
-	defer c.Close()
-	b, err := json.Marshal(st)
-	if err != nil {
-		return fmt.Errorf("failed to encode container process state: %w", err)
-	}
-	if _, _, err := c.WriteMsgUnix(b, unix.UnixRights(fd), nil); err != nil {
-		return fmt.Errorf("failed to send seccomp fd: %w", err)
-	}
-	return nil
-}

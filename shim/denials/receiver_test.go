@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stockade-dev/stockade/denial"
+	"github.com/stockade-dev/stockade/shim/denials/notifytest"
 )
 
 // filterThread is a thread with a filter that notifies getppid, standing in
@@ -37,10 +38,10 @@ func startFilterThread(t *testing.T, a *Agent, id string) *filterThread {
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread and its filter die here
 		ft.tid = unix.Gettid()
-		fd, err := loadNotifyFilter(unix.SYS_GETPPID)
+		fd, err := notifytest.LoadNotifyFilter(unix.SYS_GETPPID)
 		if err == nil {
 			st := &specs.ContainerProcessState{Fds: []string{specs.SeccompFdName}, State: specs.State{ID: id}}
-			err = sendProcessState(a.ListenerPath(), st, fd)
+			err = notifytest.SendProcessState(a.ListenerPath(), st, fd)
 			_ = unix.Close(fd)
 		}
 		ready <- err
@@ -94,7 +95,7 @@ func receiverAgent(t *testing.T, ro receiverOptions) (*Agent, *memSink) {
 // The adaptive receiver moves to a thread of its own for a burst, gives the
 // thread back when the burst is over, and answers correctly throughout.
 func TestReceiverSwitchesModes(t *testing.T) {
-	requireNotify(t)
+	notifytest.Require(t)
 	a, sink := receiverAgent(t, receiverOptions{mode: receiveAdaptive})
 	ft := startFilterThread(t, a, "ctr")
 	defer ft.exit()
@@ -134,7 +135,7 @@ func TestReceiverSwitchesModes(t *testing.T) {
 // filter's last thread exits: from Linux 6.11 the kernel wakes the RECV
 // (ENOENT) and the fd polls POLLHUP.
 func TestThreadReceiverEndsWithFilter(t *testing.T) {
-	requireNotify(t)
+	notifytest.Require(t)
 	if !kernelAtLeast(6, 11) {
 		t.Skip("before Linux 6.11 a blocked RECV is not woken when its filter loses its last thread (the adaptive receiver's watchdog covers that)")
 	}
@@ -175,7 +176,7 @@ func kernelAtLeast(major, minor int) bool {
 // the agent's eventfd wakes it, the fd is closed, and the filter's next
 // call fails with ENOSYS (a dead agent still denies).
 func TestCloseWhileReceiverOnThread(t *testing.T) {
-	requireNotify(t)
+	notifytest.Require(t)
 	for name, ro := range map[string]receiverOptions{
 		"thread": {mode: receiveThread},
 		// The burst never ends on its own: Close meets it on its thread.
@@ -218,13 +219,13 @@ func TestCloseWhileReceiverOnThread(t *testing.T) {
 // restarts it on the new file, which fails with ENOTTY. Once it returns,
 // the listener is released and the filter's calls fail with ENOSYS.
 func TestBlockedRecvKernelFacts(t *testing.T) {
-	requireNotify(t)
+	notifytest.Require(t)
 	fdc := make(chan int, 1)
 	calls := make(chan struct{})
 	callDone := make(chan unix.Errno, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the filter dies with the thread
-		fd, err := loadNotifyFilter(unix.SYS_GETPPID)
+		fd, err := notifytest.LoadNotifyFilter(unix.SYS_GETPPID)
 		if err != nil {
 			fdc <- -1
 			return
@@ -301,38 +302,13 @@ func TestBlockedRecvKernelFacts(t *testing.T) {
 	}
 }
 
-// A folded storm allocates nothing per notification: raw ioctls on owned
-// buffers, names from caches, no record for a repeat.
-func TestFoldedStormAllocations(t *testing.T) {
-	requireNotify(t)
-	const n = 50_000
-	var m0, m1 runtime.MemStats
-	runtime.ReadMemStats(&m0)
-	r, err := Storm(n, StormOptions{})
-	runtime.ReadMemStats(&m1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Lost != 0 {
-		t.Fatalf("lost %d", r.Lost)
-	}
-	// The storm's own set-up (agent, sinks, the timing slice, the
-	// accounting read of the sink) is a few thousand allocations at most;
-	// one per notification would be 50,000.
-	allocs := m1.Mallocs - m0.Mallocs
-	t.Logf("%d allocations for %d denials (%.3f each)", allocs, n, float64(allocs)/n)
-	if allocs > n/10 {
-		t.Errorf("%d allocations for %d denials: something allocates per notification", allocs, n)
-	}
-}
-
 // BenchmarkRecvWaits compares ways of waiting for a notification, each
 // answering with EPERM and doing nothing else: a bare blocking-RECV loop on
 // a locked thread (the floor), fdSource on its own thread (busy mode:
 // blocking RECV plus fdSource's bookkeeping), and fdSource in the
 // netpoller (idle mode).
 func BenchmarkRecvWaits(b *testing.B) {
-	requireNotify(b)
+	notifytest.Require(b)
 	for _, bc := range []struct {
 		name  string
 		serve func(fd int)
@@ -373,7 +349,7 @@ func BenchmarkRecvWaits(b *testing.B) {
 			go func() {
 				defer close(done)
 				runtime.LockOSThread() // never unlocked: the filter dies with the thread
-				fd, err := loadNotifyFilter(unix.SYS_GETPPID)
+				fd, err := notifytest.LoadNotifyFilter(unix.SYS_GETPPID)
 				fdc <- fd
 				if err != nil {
 					return

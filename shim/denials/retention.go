@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stockade-dev/stockade/denial"
+	"github.com/stockade-dev/stockade/node/fileutil"
 )
 
 // Retention of the file sink. A pod's directory outlives the pod by design
@@ -130,7 +131,7 @@ func (s *FileSink) lockPod(dir string, p *podState) error {
 		if err != nil {
 			return fmt.Errorf("failed to open denial sink %s: %w", dir, err)
 		}
-		if err := flock(fd, unix.LOCK_SH); err != nil {
+		if err := fileutil.Flock(fd, unix.LOCK_SH); err != nil {
 			_ = unix.Close(fd)
 			return fmt.Errorf("failed to lock denial sink %s: %w", dir, err)
 		}
@@ -169,15 +170,6 @@ func (s *FileSink) markReleased(dir string) {
 	_ = f.Close()
 	now := s.now()
 	_ = os.Chtimes(path, now, now)
-}
-
-func flock(fd, how int) error {
-	for {
-		err := unix.Flock(fd, how)
-		if !errors.Is(err, unix.EINTR) {
-			return err
-		}
-	}
 }
 
 // sweepPod is one pod directory as a sweep sees it.
@@ -236,7 +228,7 @@ func (s *FileSink) sweepLocked() (SweepStats, error) {
 			if err != nil {
 				continue
 			}
-			if flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil {
+			if fileutil.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil {
 				p.gone, p.fd = true, fd
 			} else {
 				_ = unix.Close(fd)

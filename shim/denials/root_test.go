@@ -4,20 +4,19 @@ package denials
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"testing"
-	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/stockade-dev/stockade/cri"
 	"github.com/stockade-dev/stockade/denial"
+	"github.com/stockade-dev/stockade/shim/denials/notifytest"
 )
 
 // The root tests re-execute the test binary as a stand-in for a container
@@ -54,7 +53,7 @@ func runChild() int {
 	defer func() { _ = json.NewEncoder(os.Stdout).Encode(rep) }()
 	calls, _ := strconv.Atoi(os.Getenv(childCalls))
 	rep.Tid = unix.Gettid()
-	fd, err := loadNotifyFilter(unix.SYS_GETPPID)
+	fd, err := notifytest.LoadNotifyFilter(unix.SYS_GETPPID)
 	if err != nil {
 		rep.Err = err.Error()
 		return 1
@@ -69,7 +68,7 @@ func runChild() int {
 			Annotations: map[string]string{cri.AnnotationContainerType: cri.ContainerTypeContainer, cri.AnnotationSandboxNamespace: "from-annotations", cri.AnnotationContainerName: "ann-ctr"},
 		},
 	}
-	err = sendProcessState(os.Getenv(childSocket), st, fd)
+	err = notifytest.SendProcessState(os.Getenv(childSocket), st, fd)
 	_ = unix.Close(fd)
 	if err != nil {
 		rep.Err = err.Error()
@@ -86,27 +85,6 @@ func runChild() int {
 		}
 	}
 	return 0
-}
-
-// requireNotify skips unless the test runs as root on a kernel with seccomp
-// user notification.
-func requireNotify(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loads seccomp filters and runs the agent's root path")
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread and its filter die here
-		fd, err := loadNotifyFilter(unix.SYS_GETPPID)
-		if err == nil {
-			_ = unix.Close(fd)
-		}
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
-		t.Skipf("seccomp user notification unavailable: %v", err)
-	}
 }
 
 func runChildProcess(t *testing.T, a *Agent, id, mode string, calls int) childReport {
@@ -150,7 +128,7 @@ func waitSourcesGone(t *testing.T, a *Agent) {
 }
 
 func TestNotifyEndToEndEnforce(t *testing.T) {
-	requireNotify(t)
+	notifytest.Require(t)
 	const calls = 500
 	a, sink, dir := rootAgent(t)
 	if err := a.Register("ctr-e2e", testAttr, denial.ModeEnforce, "stockade-test"); err != nil {
@@ -186,13 +164,13 @@ func TestNotifyEndToEndEnforce(t *testing.T) {
 	if d, g := account(recs); d+g != calls {
 		t.Errorf("accounted %d + %d, want %d", d, g, calls)
 	}
-	if d, g, err := sumDir(dir); err != nil || d+g != calls {
+	if d, g, err := notifytest.SumDir(dir); err != nil || d+g != calls {
 		t.Errorf("file sink accounts %d + %d (%v), want %d", d, g, err, calls)
 	}
 }
 
 func TestNotifyEndToEndComplain(t *testing.T) {
-	requireNotify(t)
+	notifytest.Require(t)
 	a, sink, _ := rootAgent(t)
 	_ = a.Register("ctr-c", testAttr, denial.ModeComplain, "p")
 	rep := runChildProcess(t, a, "ctr-c", denial.ModeComplain, 100)
@@ -213,7 +191,7 @@ func TestNotifyEndToEndComplain(t *testing.T) {
 // A container the shim never registered is still answered by its listener
 // metadata and attributed from its annotations.
 func TestNotifyUnregisteredContainer(t *testing.T) {
-	requireNotify(t)
+	notifytest.Require(t)
 	a, sink, _ := rootAgent(t)
 	rep := runChildProcess(t, a, "ctr-unknown", denial.ModeComplain, 10)
 	if rep.OK != 10 {
@@ -230,7 +208,7 @@ func TestNotifyUnregisteredContainer(t *testing.T) {
 // With the agent gone, the kernel fails notified syscalls with ENOSYS: they
 // stay denied, only unreported.
 func TestAgentGoneMeansENOSYS(t *testing.T) {
-	requireNotify(t)
+	notifytest.Require(t)
 	a, _, _ := rootAgent(t)
 	_ = a.Register("ctr-gone", testAttr, denial.ModeComplain, "p")
 	type result struct {
@@ -244,13 +222,13 @@ func TestAgentGoneMeansENOSYS(t *testing.T) {
 		runtime.LockOSThread()
 		var r result
 		defer func() { resc <- r }()
-		fd, err := loadNotifyFilter(unix.SYS_GETPPID)
+		fd, err := notifytest.LoadNotifyFilter(unix.SYS_GETPPID)
 		if err != nil {
 			r.err = err
 			return
 		}
 		st := &specs.ContainerProcessState{Fds: []string{specs.SeccompFdName}, State: specs.State{ID: "ctr-gone"}}
-		r.err = sendProcessState(a.ListenerPath(), st, fd)
+		r.err = notifytest.SendProcessState(a.ListenerPath(), st, fd)
 		_ = unix.Close(fd)
 		_, _, r.before = unix.Syscall(unix.SYS_GETPPID, 0, 0, 0)
 		close(handed)
@@ -266,67 +244,5 @@ func TestAgentGoneMeansENOSYS(t *testing.T) {
 	}
 	if r.before != 0 || r.after != unix.ENOSYS {
 		t.Errorf("getppid before/after Close = %v/%v, want success (complain) then ENOSYS", r.before, r.after)
-	}
-}
-
-func TestStormReal(t *testing.T) {
-	requireNotify(t)
-	for _, opt := range []StormOptions{
-		{}, // node defaults: folded
-		{Window: -1, QueueSize: 64, RecordsPerSecond: -1},    // every denial a record, tiny queue: gaps
-		{Window: -1, RecordsPerSecond: 100},                  // no folding, but the rate limit
-		{Mode: denial.ModeComplain, Window: 0, QueueSize: 0}, // complain: CONTINUE
-		// Every way of receiving, with and without SYNC_WAKE_UP.
-		{Receiver: "poller"},
-		{Receiver: "thread"},
-		{Receiver: "thread", NoSyncWakeUp: true},
-		{Receiver: "adaptive", NoSyncWakeUp: true},
-		// Every denial a record, through the thread receiver.
-		{Window: -1, Receiver: "thread", RecordsPerSecond: -1},
-	} {
-		t.Run(fmt.Sprintf("window=%v,queue=%d,mode=%s,receiver=%s,nosync=%v", opt.Window, opt.QueueSize, opt.Mode, opt.Receiver, opt.NoSyncWakeUp), func(t *testing.T) {
-			r, err := Storm(200000, opt)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("%.0f denials/s, %v per denied syscall (p50 %v, p99 %v; baseline %v), agent CPU %v per 100k, delivered %d, gapped %d, stats %+v",
-				r.Rate, r.Latency, r.P50, r.P99, r.Baseline, r.CPUPer100k(), r.Delivered, r.Gapped, r.Stats)
-			if r.Lost != 0 || r.Wrong != 0 || r.Delivered+r.Gapped < 200000 {
-				t.Errorf("lost %d, wrong %d, accounted %d", r.Lost, r.Wrong, r.Delivered+r.Gapped)
-			}
-		})
-	}
-}
-
-// BenchmarkDenialRoundTrip measures what a denied syscall costs the
-// workload with the agent answering: ns/denial is the mean round trip,
-// added-ns/denial subtracts the same syscall without a filter. "folded" is
-// a hot loop with the node defaults, "unfolded" writes a record per denial,
-// "isolated" pauses between denials so each meets an idle agent.
-func BenchmarkDenialRoundTrip(b *testing.B) {
-	requireNotify(b)
-	for _, bc := range []struct {
-		name string
-		opt  StormOptions
-	}{
-		{"folded", StormOptions{}},
-		{"unfolded", StormOptions{Window: -1}},
-		{"isolated", StormOptions{Pause: 100 * time.Microsecond}},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			r, err := Storm(b.N, bc.opt)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if r.Lost != 0 {
-				b.Errorf("%d denials unaccounted", r.Lost)
-			}
-			b.ReportMetric(float64(r.Latency.Nanoseconds()), "ns/denial")
-			b.ReportMetric(float64((r.Latency - r.Baseline).Nanoseconds()), "added-ns/denial")
-			b.ReportMetric(float64(r.P50.Nanoseconds()), "p50-ns/denial")
-			b.ReportMetric(float64(r.P99.Nanoseconds()), "p99-ns/denial")
-			b.ReportMetric(float64(r.CPUPer100k().Microseconds()), "agent-cpu-µs/100k")
-			b.ReportMetric(r.Rate, "denials/s")
-		})
 	}
 }

@@ -3,8 +3,6 @@
 package denials
 
 import (
-	"time"
-
 	"golang.org/x/sys/unix"
 )
 
@@ -18,14 +16,3 @@ func newFDSource(fd int, _ receiverOptions) (source, error) {
 	_ = unix.Close(fd)
 	return nil, ErrNotSupported
 }
-
-// MeasureStorm needs seccomp user notification.
-func MeasureStorm(n int) (rate float64, lost int, err error) {
-	return 0, 0, ErrNotSupported
-}
-
-// MeasureKernelDeny needs the seccomp test filters of this build.
-func MeasureKernelDeny(n int) ([]time.Duration, error) { return nil, ErrNotSupported }
-
-// Storm needs seccomp user notification.
-func Storm(n int, opt StormOptions) (StormResult, error) { return StormResult{}, ErrNotSupported }

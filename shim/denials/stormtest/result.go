@@ -1,8 +1,9 @@
-package denials
+package stormtest
 
 import (
-	"fmt"
 	"time"
+
+	"github.com/stockade-dev/stockade/shim/denials"
 )
 
 // StormOptions tunes Storm. Zero values take the node defaults.
@@ -14,7 +15,7 @@ type StormOptions struct {
 	// QueueSize bounds the queue (default config.DefaultDenialsQueueSize).
 	QueueSize int
 	// Sinks, if set, receive the records in addition to the file sink.
-	Sinks []Sink
+	Sinks []denials.Sink
 	// Pause, if set, idles between calls, so each denial meets an idle
 	// agent (the common case: a denial now and then) rather than a hot one.
 	// Elapsed and Latency then count only the calls.
@@ -28,19 +29,6 @@ type StormOptions struct {
 	// RecordsPerSecond overrides max_records_per_second; negative means
 	// no limit.
 	RecordsPerSecond int
-}
-
-// receiverMode parses StormOptions.Receiver.
-func receiverMode(s string) (int, error) {
-	switch s {
-	case "", "adaptive":
-		return receiveAdaptive, nil
-	case "poller":
-		return receivePoller, nil
-	case "thread":
-		return receiveThread, nil
-	}
-	return 0, fmt.Errorf("storm: unknown receiver %q (adaptive, poller, thread)", s)
 }
 
 // StormResult is what one storm measured.
@@ -73,7 +61,7 @@ type StormResult struct {
 	// enforce mode, success in complain mode).
 	Wrong int
 	// Stats are the agent's counters after the storm.
-	Stats Stats
+	Stats denials.Stats
 }
 
 // CPUPer100k is AgentCPU scaled to 100,000 denials.

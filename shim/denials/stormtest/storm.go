@@ -1,13 +1,12 @@
 //go:build cgo && seccomp
 
-package denials
+// Package stormtest measures the denial agent under a storm of denied
+// syscalls: what `make bench` reports and what the root tests check
+// (nothing lost, the rate, the cost per denial). It is not on the shim's path.
+package stormtest
 
 import (
-	"bufio"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,6 +18,8 @@ import (
 
 	"github.com/stockade-dev/stockade/config"
 	"github.com/stockade-dev/stockade/denial"
+	"github.com/stockade-dev/stockade/shim/denials"
+	"github.com/stockade-dev/stockade/shim/denials/notifytest"
 )
 
 // MeasureStorm makes n denied getppid calls through a real seccomp filter
@@ -57,13 +58,13 @@ func Storm(n int, opt StormOptions) (StormResult, error) {
 	if opt.RecordsPerSecond != 0 {
 		cfg.MaxRecordsPerSecond = max(opt.RecordsPerSecond, 0)
 	}
-	mode, err := receiverMode(opt.Receiver)
+	recv, err := denials.WithReceiver(opt.Receiver, opt.NoSyncWakeUp)
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("storm: %w", err)
 	}
-	sinks := append([]Sink{NewFileSink(cfg.Dir, cfg.MaxFileBytes, cfg.MaxFiles)}, opt.Sinks...)
-	a, err := New(cfg, "storm", WithSocketPath(filepath.Join(dir, "a.sock")), WithSinks(sinks...),
-		withReceiver(receiverOptions{mode: mode, noSyncWakeUp: opt.NoSyncWakeUp}))
+	sinks := append([]denials.Sink{denials.NewFileSink(cfg.Dir, cfg.MaxFileBytes, cfg.MaxFiles)}, opt.Sinks...)
+	a, err := denials.New(cfg, "storm", denials.WithSocketPath(filepath.Join(dir, "a.sock")), denials.WithSinks(sinks...),
+		recv)
 	if err != nil {
 		return res, err
 	}
@@ -83,7 +84,7 @@ func Storm(n int, opt StormOptions) (StormResult, error) {
 	done := make(chan loop, 1)
 	go func() {
 		// Locked and never unlocked: the thread dies with the goroutine,
-		// taking its filter along (see loadNotifyFilter).
+		// taking its filter along (see notifytest.LoadNotifyFilter).
 		runtime.LockOSThread()
 		var l loop
 		defer func() { done <- l }()
@@ -93,7 +94,7 @@ func Storm(n int, opt StormOptions) (StormResult, error) {
 			_, _, _ = unix.Syscall(unix.SYS_GETPPID, 0, 0, 0)
 		}
 		l.baseline = time.Since(t0) / warm
-		fd, err := loadNotifyFilter(unix.SYS_GETPPID)
+		fd, err := notifytest.LoadNotifyFilter(unix.SYS_GETPPID)
 		if err != nil {
 			l.err = err
 			return
@@ -105,7 +106,7 @@ func Storm(n int, opt StormOptions) (StormResult, error) {
 			Metadata: denial.ListenerMetadata(opt.Mode, "storm"),
 			State:    specs.State{Version: specs.Version, ID: "storm", Status: specs.StateRunning, Pid: unix.Getpid()},
 		}
-		err = sendProcessState(a.ListenerPath(), st, fd)
+		err = notifytest.SendProcessState(a.ListenerPath(), st, fd)
 		_ = unix.Close(fd)
 		if err != nil {
 			l.err = err
@@ -152,7 +153,7 @@ func Storm(n int, opt StormOptions) (StormResult, error) {
 		res.Calls = l.calls
 		res.P50, res.P99 = l.calls[n/2], l.calls[min(n*99/100, n-1)]
 	}
-	res.Delivered, res.Gapped, err = sumDir(cfg.Dir)
+	res.Delivered, res.Gapped, err = notifytest.SumDir(cfg.Dir)
 	if err != nil {
 		return res, err
 	}
@@ -176,7 +177,7 @@ func MeasureKernelDeny(n int) ([]time.Duration, error) {
 		runtime.LockOSThread()
 		var o out
 		defer func() { done <- o }()
-		if _, err := loadFilter(unix.SYS_GETPPID, unix.SECCOMP_RET_ERRNO|uint32(unix.EPERM), 0); err != nil {
+		if _, err := notifytest.LoadFilter(unix.SYS_GETPPID, unix.SECCOMP_RET_ERRNO|uint32(unix.EPERM), 0); err != nil {
 			o.err = err
 			return
 		}
@@ -215,40 +216,4 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// sumDir adds up the counts of denial records and the dropped counts of gap
-// records in every file under dir.
-func sumDir(dir string) (delivered, gapped uint64, err error) {
-	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			var r Record
-			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-			if r.Type == TypeGap {
-				gapped += r.Dropped
-			} else {
-				delivered += r.Count
-			}
-		}
-		return sc.Err()
-	})
-	return delivered, gapped, err
 }
