@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/stockade-dev/stockade/internal/roottest"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,9 +17,7 @@ import (
 // record that the file holds whole lines only, and that ENOSPC leaves the
 // file exactly as it was.
 func TestFileSinkFullTmpfs(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
+	roottest.Require(t, "mounts a tmpfs")
 	dir := t.TempDir()
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=8k"); err != nil {
 		t.Skipf("cannot mount a tmpfs here: %v", err)
