@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -468,11 +469,55 @@ func (c *Container) watchOOM(ctx context.Context) {
 		log.G(ctx).WithError(err).WithField("container_id", c.ID).Warn("oom notifications unavailable")
 		return
 	}
+	events := c.memoryEventsFile()
 	go func() {
+		delivered := false
 		for range ch {
+			delivered = true
+			c.cfg.OnOOM(c)
+		}
+		// runc's cgroup v2 watcher stops as soon as the cgroup is empty.
+		// The kernel rate-limits cgroup file notifications (one per 10 ms,
+		// later ones deferred), so the memory.events change of an OOM kill
+		// can arrive after the killed process emptied the cgroup, and be
+		// missed (seen under emulation in the VM tier): look once more.
+		if !delivered && events != "" && oomKilled(events) {
 			c.cfg.OnOOM(c)
 		}
 	}()
+}
+
+// memoryEventsFile is the container's cgroup v2 memory.events, "" where
+// the container has no cgroup v2 memory controller.
+func (c *Container) memoryEventsFile() string {
+	m, err := manager.New(c.lc.Config().Cgroups)
+	if err != nil {
+		return ""
+	}
+	dir := m.Path("")
+	if dir == "" {
+		return ""
+	}
+	f := filepath.Join(dir, "memory.events")
+	if _, err := os.Stat(f); err != nil {
+		return ""
+	}
+	return f
+}
+
+// oomKilled reports whether memory.events counts an OOM kill.
+func oomKilled(file string) bool {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "oom_kill "); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return err == nil && n > 0
+		}
+	}
+	return false
 }
 
 func isBind(m specs.Mount) bool {
