@@ -232,13 +232,22 @@ func execIn(t *testing.T, env *harness.Env, task client.Task, args ...string) (u
 	if err := p.Start(ctx); err != nil {
 		t.Fatalf("start exec %v: %v", args, err)
 	}
+	var st client.ExitStatus
 	select {
-	case st := <-sc:
-		return st.ExitCode(), out.String()
+	case st = <-sc:
 	case <-time.After(2 * time.Minute):
 		t.Fatalf("exec %v did not exit within 2 minutes", args)
 	}
-	return 0, ""
+	// The exit can be reported before the last output is copied; the copy
+	// ends when the shim closes the pipes. Bounded, in case it only does at
+	// Delete (deferred above): the output is then what arrived.
+	copied := make(chan struct{})
+	go func() { p.IO().Wait(); close(copied) }()
+	select {
+	case <-copied:
+	case <-time.After(10 * time.Second):
+	}
+	return st.ExitCode(), out.String()
 }
 
 // removeTask deletes a container's task (killing it) and waits for that.
