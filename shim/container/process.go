@@ -108,6 +108,16 @@ func (p *Process) watch(ctx context.Context, onExit func(*Process)) {
 	if b := p.c.cfg.ExitBarrier; b != nil {
 		b()
 	}
+	// The exit event goes out once the output is with containerd: a
+	// client deletes the task when it sees the exit, and containerd's
+	// client closes its ends of the FIFOs on Delete, dropping whatever
+	// the shim had not copied yet (seen under load as a container that
+	// exited 0 with its last lines, or all of its output, missing). The
+	// wait is bounded: a background process holding the output open
+	// delays the event by at most outputDrainTimeout.
+	if p.io != nil {
+		p.io.waitCopies(outputDrainTimeout)
+	}
 	p.mu.Lock()
 	p.exitStatus = status
 	p.exitedAt = time.Now()
@@ -118,6 +128,10 @@ func (p *Process) watch(ctx context.Context, onExit func(*Process)) {
 		onExit(p)
 	}
 }
+
+// outputDrainTimeout bounds how long an exit waits for the process's
+// output to be copied out.
+const outputDrainTimeout = time.Second
 
 // Kill signals the process.
 func (p *Process) Kill(sig syscall.Signal) error {

@@ -340,16 +340,28 @@ func (p *processIO) resize(width, height uint32) error {
 // wait waits for output copying to finish, at most timeout: a daemon that
 // escaped the pid namespace could hold a pipe open for ever.
 func (p *processIO) wait(ctx context.Context, timeout time.Duration) {
-	done := make(chan struct{})
-	go func() { p.copies.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(timeout):
+	if !p.waitCopies(timeout) {
 		log.G(ctx).Warn("stdio copy did not finish; closing")
 	}
 	if p.logger != nil {
 		_ = p.logger.Wait()
 		p.logger = nil
+	}
+}
+
+// waitCopies waits at most timeout for the output copies to reach their
+// end (every writer of the process's pipes or terminal gone, all of it
+// handed to containerd's FIFOs or files), and reports whether they did.
+func (p *processIO) waitCopies(timeout time.Duration) bool {
+	done := make(chan struct{})
+	go func() { p.copies.Wait(); close(done) }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
 	}
 }
 
