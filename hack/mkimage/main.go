@@ -59,7 +59,7 @@ func run() error {
 	flag.StringVar(&out, "o", "", "output tarball (OCI image layout)")
 	flag.StringVar(&ref, "ref", "", "image reference, e.g. docker.io/stockade-test/busybox:latest")
 	flag.StringVar(&busybox, "busybox", "", "static busybox binary to install as /bin/busybox with applet symlinks in /bin")
-	flag.BoolVar(&base, "base", false, "add /etc/passwd, /etc/group, /tmp (1777) and /root")
+	flag.BoolVar(&base, "base", false, "add /etc/passwd, /etc/group, /tmp (1777), /root, /proc, /sys, /dev and /run")
 	flag.Var(&adds, "add", "SRC:DST[:MODE] host file to copy into the image (repeatable)")
 	flag.Var(&envs, "env", "KEY=VALUE for the image config (repeatable; PATH is set by default)")
 	flag.Var(&entrypoint, "entrypoint", "entrypoint as a JSON array")
@@ -137,6 +137,10 @@ func addBase(l *layer) error {
 		l.Dir("/proc", 0o755),
 		l.Dir("/sys", 0o755),
 		l.Dir("/dev", 0o755),
+		// Real images have /run; without it a read-only rootfs depends
+		// on the runtime creating the mountpoint of the spec's /run tmpfs,
+		// which it cannot (seen with runc and stockade alike).
+		l.Dir("/run", 0o755),
 	} {
 		if step != nil {
 			return step
