@@ -201,7 +201,15 @@ func TestReopenContainerLog(t *testing.T) {
 // file on the host, or "".
 func hostProcFile(paths []string) string {
 	for _, p := range paths {
-		if b, err := os.ReadFile(p); err == nil && len(b) > 0 {
+		// One byte says it: /proc/kcore reports a size of 128 TiB, which
+		// os.ReadFile would try to allocate.
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		n, _ := f.Read(make([]byte, 1))
+		f.Close()
+		if n > 0 {
 			return p
 		}
 	}
