@@ -16,6 +16,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stockade-dev/stockade/config"
+	"github.com/stockade-dev/stockade/internal/ocimount"
 	"github.com/stockade-dev/stockade/node/idalloc"
 	"github.com/stockade-dev/stockade/node/idmapfs"
 	"github.com/stockade-dev/stockade/node/netns"
@@ -375,7 +376,7 @@ func (s *UserNSStep) idmapMounts(ctx context.Context, mounts []specs.Mount, uidM
 	out := slices.Clone(mounts)
 	for i := range out {
 		m := &out[i]
-		if !isBind(*m) || underKernelFS(m.Destination) || len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 ||
+		if !ocimount.IsBind(*m) || underKernelFS(m.Destination) || len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 ||
 			slices.Contains(m.Options, "idmap") || slices.Contains(m.Options, "ridmap") {
 			continue
 		}
@@ -530,12 +531,6 @@ func setNamespace(spec *specs.Spec, ns specs.LinuxNamespace) {
 		}
 	}
 	spec.Linux.Namespaces = append(spec.Linux.Namespaces, ns)
-}
-
-// isBind follows runc: a mount is a bind when its options say so,
-// whatever its type.
-func isBind(m specs.Mount) bool {
-	return m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
 }
 
 func underKernelFS(dst string) bool {

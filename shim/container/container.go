@@ -21,6 +21,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/stockade-dev/stockade/internal/ocimount"
 )
 
 // Config describes one container to create.
@@ -112,7 +113,7 @@ func Create(ctx context.Context, cfg Config) (_ *Container, retErr error) {
 		cfg.Spec.Root.Path = filepath.Join(cfg.Bundle, cfg.Spec.Root.Path)
 	}
 	for i, m := range cfg.Spec.Mounts {
-		if m.Source != "" && !filepath.IsAbs(m.Source) && isBind(m) {
+		if m.Source != "" && !filepath.IsAbs(m.Source) && ocimount.IsBind(m) {
 			cfg.Spec.Mounts[i].Source = filepath.Join(cfg.Bundle, m.Source)
 		}
 	}
@@ -515,18 +516,6 @@ func oomKilled(file string) bool {
 		if v, ok := strings.CutPrefix(l, "oom_kill "); ok {
 			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
 			return err == nil && n > 0
-		}
-	}
-	return false
-}
-
-func isBind(m specs.Mount) bool {
-	if m.Type == "bind" {
-		return true
-	}
-	for _, o := range m.Options {
-		if o == "bind" || o == "rbind" {
-			return true
 		}
 	}
 	return false
