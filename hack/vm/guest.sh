@@ -39,11 +39,20 @@ mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 # root, and this kernel cannot idmap tmpfs.
 mkdir -p /scratch
 mount -t ext4 /dev/vda /scratch || die "cannot mount the scratch disk /dev/vda"
+# The tests run in their package directories of the host's checkout, which
+# may live under a directory the scratch disk covers (a CI clone in /tmp):
+# hold it before covering, and bind it back at its path after.
+repo=$(cat /vm/repo)
+mkdir -p /.repo
+mount --bind "$repo" /.repo || die "cannot hold the checkout $repo"
 for d in tmp run var/lib/containerd var/lib/stockade var/log; do
 	mkdir -p "/scratch/$d" "/$d"
 	mount --bind "/scratch/$d" "/$d"
 done
 chmod 1777 /tmp
+if [ ! -d "$repo/hack/vm" ]; then
+	mkdir -p "$repo" && mount --bind /.repo "$repo" || die "cannot bind the checkout back at $repo"
+fi
 
 # Modules the kernel asks for later (bridge, veth, nf_*) come from the
 # unpacked kernel package, through 9p.

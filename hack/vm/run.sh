@@ -86,6 +86,9 @@ if ! [ -s "$work/suite" ]; then
 fi
 printf '%s\n' STOCKADE_BIN_DIR=/scratch/bin STOCKADE_REQUIRE_APPARMOR=1 STOCKADE_REQUIRE_CGROUP2=1 >"$work/env"
 echo "$kdir" >"$work/kernel-dir"
+# The guest covers /tmp, /run and containerd's state with its scratch disk;
+# a checkout under one of them (a CI clone in /tmp) is bound back in place.
+echo "$repo" >"$work/repo"
 
 truncate -s 16G "$work/scratch.img"
 mkfs.ext4 -q -F -m 0 "$work/scratch.img"
