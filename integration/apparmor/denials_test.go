@@ -1,8 +1,6 @@
 package apparmor
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,7 +43,7 @@ func TestAppArmorDenialInSink(t *testing.T) {
 	var got *denials.Record
 	deadline := time.Now().Add(30 * time.Second)
 	for got == nil {
-		for _, r := range readSink(t, path) {
+		for _, r := range harness.DenialRecords(t, path) {
 			if r.Source == denials.SourceAppArmor && r.Path == "/sys/fs/bpf/denied" {
 				got = &r
 				break
@@ -55,7 +53,7 @@ func TestAppArmorDenialInSink(t *testing.T) {
 			if time.Now().After(deadline) {
 				cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", t1.Pid()))
 				t.Fatalf("no apparmor record for /sys/fs/bpf/denied in %s within 30 s (the process's cgroup: %q); records: %+v",
-					path, cg, readSink(t, path))
+					path, cg, harness.DenialRecords(t, path))
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
@@ -64,7 +62,7 @@ func TestAppArmorDenialInSink(t *testing.T) {
 		got.Operation == "" || got.Action != denials.ActionDenied || got.Pid != int(t1.Pid()) || got.Mode != "enforce" {
 		t.Errorf("record %+v: want container %s, profile %s, pid %d, an operation, action denied", *got, c1.ID(), m[1], t1.Pid())
 	}
-	for _, r := range readSink(t, sinkPath(env, c2.ID())) {
+	for _, r := range harness.DenialRecords(t, sinkPath(env, c2.ID())) {
 		if r.Source == denials.SourceAppArmor {
 			t.Errorf("the bystander sharing the profile got the other container's record: %+v", r)
 		}
@@ -81,28 +79,4 @@ func TestAppArmorDenialInSink(t *testing.T) {
 
 func sinkPath(env *harness.Env, id string) string {
 	return denials.LogPath(env.LogDir, denial.Attribution{Namespace: harness.Namespace, Pod: id, PodUID: id, Container: id})
-}
-
-func readSink(t *testing.T, path string) []denials.Record {
-	t.Helper()
-	var rs []denials.Record
-	files, _ := filepath.Glob(path + "*")
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(fh)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var r denials.Record
-			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-				t.Errorf("%s: malformed record %q: %v", f, sc.Text(), err)
-				continue
-			}
-			rs = append(rs, r)
-		}
-		fh.Close()
-	}
-	return rs
 }

@@ -142,21 +142,6 @@ func loadedProfiles(t *testing.T) map[string]string {
 	return m
 }
 
-// withNodeConfig appends TOML to the stockade node config for the rest of
-// the test. Each standalone container has its own shim, which reads the
-// file at its first create. Tests in this package do not run in parallel.
-func withNodeConfig(t *testing.T, env *harness.Env, extra string) {
-	t.Helper()
-	orig, err := os.ReadFile(env.NodeConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(env.NodeConfig, append(append([]byte{}, orig...), []byte("\n"+extra+"\n")...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.WriteFile(env.NodeConfig, orig, 0o644) })
-}
-
 // withProfile sets the spec's AppArmor profile, as a client or CRI asking
 // for a particular one does.
 func withProfile(name string) oci.SpecOpts {

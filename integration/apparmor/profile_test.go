@@ -75,7 +75,7 @@ func TestDeniedWriteFailsWithEACCESAndIsLogged(t *testing.T) {
 // (AppArmor enforces deny rules in complain mode).
 func TestComplainModeFollowsSeccompMode(t *testing.T) {
 	env := appArmorEnv(t)
-	withNodeConfig(t, env, "[seccomp]\nmode = \"complain\"")
+	env.WithNodeConfig(t, "[seccomp]\nmode = \"complain\"")
 	_, task := startSleeper(t, env, withBPFFSTmpfs())
 	l := label(t, task.Pid())
 	m := generatedLabel.FindStringSubmatch(l)
@@ -147,14 +147,14 @@ func TestProfileLoadedOncePerHashUnloadedWithLast(t *testing.T) {
 func TestRequired(t *testing.T) {
 	env := appArmorEnv(t)
 	t.Run("enforcing node", func(t *testing.T) {
-		withNodeConfig(t, env, "[apparmor]\nrequired = true")
+		env.WithNodeConfig(t, "[apparmor]\nrequired = true")
 		_, task := startSleeper(t, env)
 		if l := label(t, task.Pid()); !generatedLabel.MatchString(l) {
 			t.Fatalf("label %q, want a generated profile", l)
 		}
 	})
 	t.Run("cannot enforce, required", func(t *testing.T) {
-		withNodeConfig(t, env, "[apparmor]\nrequired = true\nparser_path = \"/nonexistent/apparmor_parser\"")
+		env.WithNodeConfig(t, "[apparmor]\nrequired = true\nparser_path = \"/nonexistent/apparmor_parser\"")
 		c := env.NewContainer(t, newID("aa"), []string{"sleep", "3600"})
 		ctx, cancel := context.WithTimeout(env.Context(), 2*time.Minute)
 		defer cancel()
@@ -168,7 +168,7 @@ func TestRequired(t *testing.T) {
 		}
 	})
 	t.Run("cannot enforce, not required", func(t *testing.T) {
-		withNodeConfig(t, env, "[apparmor]\nparser_path = \"/nonexistent/apparmor_parser\"")
+		env.WithNodeConfig(t, "[apparmor]\nparser_path = \"/nonexistent/apparmor_parser\"")
 		_, task := startSleeper(t, env)
 		if l := label(t, task.Pid()); l != "unconfined" {
 			t.Errorf("label %q, want unconfined (no profile can be loaded, and none is required)", l)
@@ -191,21 +191,21 @@ func TestLocalhostProfiles(t *testing.T) {
 		}
 	})
 	t.Run("unconfined requested", func(t *testing.T) {
-		withNodeConfig(t, env, "[apparmor]\nallow_localhost_profiles = true")
+		env.WithNodeConfig(t, "[apparmor]\nallow_localhost_profiles = true")
 		_, task := startSleeper(t, env, withProfile("unconfined"))
 		if l := label(t, task.Pid()); !generatedLabel.MatchString(l) {
 			t.Errorf("label %q: a pod asking for unconfined must still get the generated profile", l)
 		}
 	})
 	t.Run("allowed", func(t *testing.T) {
-		withNodeConfig(t, env, "[apparmor]\nallow_localhost_profiles = true")
+		env.WithNodeConfig(t, "[apparmor]\nallow_localhost_profiles = true")
 		_, task := startSleeper(t, env, withProfile("localhost/"+own))
 		if l := label(t, task.Pid()); l != own+" (enforce)" {
 			t.Errorf("label %q, want %q", l, own+" (enforce)")
 		}
 	})
 	t.Run("allowed but not loaded", func(t *testing.T) {
-		withNodeConfig(t, env, "[apparmor]\nallow_localhost_profiles = true")
+		env.WithNodeConfig(t, "[apparmor]\nallow_localhost_profiles = true")
 		c := env.NewContainer(t, newID("aa"), []string{"sleep", "3600"}, withProfile(own+"-missing"))
 		ctx, cancel := context.WithTimeout(env.Context(), 2*time.Minute)
 		defer cancel()

@@ -5,8 +5,6 @@
 package denials
 
 import (
-	"bufio"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,7 +56,7 @@ func records(t *testing.T, path string, want uint64) []denials.Record {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		rs := readRecords(t, path)
+		rs := harness.DenialRecords(t, path)
 		var total uint64
 		for _, r := range rs {
 			total += r.Count + r.Dropped
@@ -68,30 +66,6 @@ func records(t *testing.T, path string, want uint64) []denials.Record {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func readRecords(t *testing.T, path string) []denials.Record {
-	t.Helper()
-	var rs []denials.Record
-	files, _ := filepath.Glob(path + "*") // rotated files too
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(fh)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var r denials.Record
-			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-				t.Errorf("%s: malformed record %q: %v", f, sc.Text(), err)
-				continue
-			}
-			rs = append(rs, r)
-		}
-		fh.Close()
-	}
-	return rs
 }
 
 // setDenials rewrites keys of the [denials] section (and adds a [seccomp]

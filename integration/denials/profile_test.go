@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stockade-dev/stockade/denial"
+	"github.com/stockade-dev/stockade/integration/harness"
 	"github.com/stockade-dev/stockade/shim/denials"
 )
 
@@ -146,7 +147,7 @@ echo finished`
 	if code != 0 || !strings.Contains(out, "over-loopback") || !strings.Contains(out, "finished") {
 		t.Fatalf("ordinary workload failed: exit %d\n%s", code, out)
 	}
-	if rs := readRecords(t, logPath(env, "", id)); len(rs) != 0 {
+	if rs := harness.DenialRecords(t, logPath(env, "", id)); len(rs) != 0 {
 		t.Errorf("ordinary workload produced denials: %+v", rs)
 	}
 }

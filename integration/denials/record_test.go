@@ -172,7 +172,7 @@ func TestRecordThenEnforce(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "finished") {
 		t.Fatalf("script under its recorded profile: exit %d\n%s", code, out)
 	}
-	if rs := readRecords(t, logPath(env, "", id)); len(rs) != 0 {
+	if rs := harness.DenialRecords(t, logPath(env, "", id)); len(rs) != 0 {
 		t.Errorf("the recorded script was denied under its own profile: %+v", rs)
 	}
 	// A call the script never made: the baseline allows getpriority, the

@@ -44,7 +44,7 @@ func TestCompatABIOffByDefault(t *testing.T) {
 		}
 	})
 	t.Run("node-x86", func(t *testing.T) {
-		withNodeConfig(t, env, "[seccomp]\ncompat_abis = [\"x86\"]")
+		env.WithNodeConfig(t, "[seccomp]\ncompat_abis = [\"x86\"]")
 		code, out := run(t, env, []string{"sh", "-c", int80Script})
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, out)
@@ -54,7 +54,7 @@ func TestCompatABIOffByDefault(t *testing.T) {
 		}
 	})
 	t.Run("annotation", func(t *testing.T) {
-		withNodeConfig(t, env, "[seccomp]\nallow_compat_abi_annotation = true")
+		env.WithNodeConfig(t, "[seccomp]\nallow_compat_abi_annotation = true")
 		ann := oci.WithAnnotations(map[string]string{hooks.AnnotationSeccompCompatABIs: "x86"})
 		code, out := run(t, env, []string{"sh", "-c", int80Script}, ann)
 		if code != 0 || !strings.Contains(out, "int80-getpid ok") {

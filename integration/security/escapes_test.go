@@ -116,7 +116,7 @@ func TestCVE2020_15257_NoAbstractShimSocket(t *testing.T) {
 		if _, err := c.NewTask(env.Context(), cio.NullIO); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "host network") {
 			t.Errorf("host-network container under the default policy: %v; want FailedPrecondition naming the host network", err)
 		}
-		withNodeConfig(t, env, "[userns]\nhost_namespace_pods = \"exempt\"")
+		env.WithNodeConfig(t, "[userns]\nhost_namespace_pods = \"exempt\"")
 	}
 	code, out := run(t, env, []string{"sh", "-c", "cat /proc/net/unix"},
 		oci.WithHostNamespace(specs.NetworkNamespace))
@@ -167,7 +167,7 @@ func TestCVE2025_31133_DevNullSymlink(t *testing.T) {
 		// Files planted from the host in the upper layer belong to host
 		// root, which a remapped container cannot use; this case is about
 		// the masking of paths, so run it unremapped.
-		withNodeConfig(t, env, "[userns]\nenabled = false")
+		env.WithNodeConfig(t, "[userns]\nenabled = false")
 	}
 	before, err := os.ReadFile("/proc/sys/kernel/core_pattern")
 	if err != nil {

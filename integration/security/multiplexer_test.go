@@ -29,7 +29,7 @@ func TestInt80SocketcallFamilies(t *testing.T) {
 	}
 	// The 32-bit ABI is off by default (seccomp.compat_abis); this is about
 	// what the profile does where a node turns it on.
-	withNodeConfig(t, env, "[seccomp]\ncompat_abis = [\"x86\"]\n")
+	env.WithNodeConfig(t, "[seccomp]\ncompat_abis = [\"x86\"]\n")
 	probes := []string{"socket-vsock", "int80-socketcall-vsock", "int80-socketcall-alg", "int80-socket-vsock", "int80-socketcall-inet"}
 	c := newContainer(t, env, newID("mux"), []string{"sh", "-c", "for p in " + strings.Join(probes, " ") + "; do probe $p; done; probe int80-socket-inet; true"})
 	code, out := env.RunToExit(t, c)

@@ -22,7 +22,7 @@ import (
 func TestWorkloadNameCannotBeBorrowed(t *testing.T) {
 	env := harness.Get(t)
 	store := t.TempDir()
-	withNodeConfig(t, env, "[record]\nallow = true\nstore_dir = \""+store+"\"")
+	env.WithNodeConfig(t, "[record]\nallow = true\nstore_dir = \""+store+"\"")
 	rs, is := env.CRI(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

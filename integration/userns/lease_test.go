@@ -2,7 +2,6 @@ package userns
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 
@@ -84,20 +83,6 @@ func TestSameIDInTwoNamespaces(t *testing.T) {
 	}
 }
 
-// withNodeConfig appends TOML to the node config for the rest of the test;
-// each standalone container's shim reads it at its first create.
-func withNodeConfig(t *testing.T, env *harness.Env, extra string) {
-	t.Helper()
-	orig, err := os.ReadFile(env.NodeConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(env.NodeConfig, append(append([]byte{}, orig...), []byte("\n"+extra+"\n")...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.WriteFile(env.NodeConfig, orig, 0o644) })
-}
-
 // TestRangeSizeChown is issue 13's unmapped IDs: in a default pod, IDs of
 // 65536 and up are unmapped and chown to 70000 fails with EINVAL (as with
 // hostUsers: false); with userns.range_size = 131072 it works.
@@ -111,7 +96,7 @@ func TestRangeSizeChown(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Invalid argument") || !strings.Contains(out, "rc=1") {
 		t.Fatalf("default range: want chown 70000 to fail with EINVAL, got exit %d: %s", code, out)
 	}
-	withNodeConfig(t, env, "[userns]\nrange_size = 131072")
+	env.WithNodeConfig(t, "[userns]\nrange_size = 131072")
 	code, out = run()
 	if code != 0 || !strings.Contains(out, "rc=0") || !strings.Contains(out, "70000:70000") {
 		t.Fatalf("range_size 131072: want chown 70000 to work, got exit %d: %s", code, out)
