@@ -51,11 +51,11 @@ build:
 
 deps: apt-deps containerd runc
 
-# Installs only the missing packages; `apt-get update` runs once, and only
-# when something is missing.
-apt-deps:
+# $(call apt_install,PACKAGES) installs only the missing ones; `apt-get
+# update` runs once, and only when something is missing.
+define apt_install
 	@missing=""; \
-	for p in $(APT_PACKAGES); do \
+	for p in $(1); do \
 		dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -63,6 +63,10 @@ apt-deps:
 		apt-get update -qq; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+apt-deps:
+	$(call apt_install,$(APT_PACKAGES))
 
 # Version checks instead of stamps: the binaries answer in milliseconds, and
 # a deleted or replaced binary is noticed.

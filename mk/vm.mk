@@ -25,15 +25,7 @@ VM_APT_PACKAGES := qemu-system-x86 kmod cpio e2fsprogs
 .PHONY: vm-test vm-deps
 
 vm-deps: apt-deps
-	@missing=""; \
-	for p in $(VM_APT_PACKAGES); do \
-		dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		echo "apt-get install:$$missing"; \
-		apt-get update -qq; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	$(call apt_install,$(VM_APT_PACKAGES))
 
 vm-test: deps build images vm-deps
 	VM_KERNEL_ABI=$(VM_KERNEL_ABI) VM_CACHE=$(VM_CACHE) VM_TIMEOUT=$(VM_TIMEOUT) VM_RUN='$(VM_RUN)' \

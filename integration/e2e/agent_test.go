@@ -318,16 +318,7 @@ spec:
 		// ... and as a Prometheus series.
 		series := fmt.Sprintf(`stockade_denials_total{action="denied",container="main",namespace="%s",node="%s",pod="%s",syscall="unshare"} 3`, k.NS, NodeName, pod)
 		k.eventually("the denials in /metrics", func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			body, err := httpGet(ctx, "http://"+agentMetricsAddr+"/metrics")
-			if err != nil {
-				return err
-			}
-			if !strings.Contains(body, series) {
-				return fmt.Errorf("no %s in /metrics", series)
-			}
-			return nil
+			return agentMetricsHave(series, fmt.Errorf("no %s in /metrics", series))
 		})
 
 		// The agent dies; the recording is saved meanwhile (the container
@@ -380,16 +371,7 @@ spec:
 			if p.Runs != 2 {
 				return fmt.Errorf("stored runs %d, want 2", p.Runs)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			body, err := httpGet(ctx, "http://"+agentMetricsAddr+"/metrics")
-			if err != nil {
-				return err
-			}
-			if !strings.Contains(body, `stockade_agent_errors_total{node="`+NodeName+`",reason="api"}`) {
-				return fmt.Errorf("the agent has not noticed the API server is gone")
-			}
-			return nil
+			return agentMetricsHave(`stockade_agent_errors_total{node="`+NodeName+`",reason="api"}`, fmt.Errorf("the agent has not noticed the API server is gone"))
 		})
 		if out := k.must("get", "recordedseccompprofile", "rec.main", "-o", "jsonpath={.spec.runs}"); strings.TrimSpace(out) != "1" {
 			t.Fatalf("object runs %s while its only agent was cut off, want 1", out)
@@ -480,16 +462,7 @@ metadata:
 spec: {workload: other, container: main, runs: 1, syscalls: {SCMP_ARCH_X86_64: [read]}}
 `)
 		k.eventually("the corrupt object counted", func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			body, err := httpGet(ctx, "http://"+agentMetricsAddr+"/metrics")
-			if err != nil {
-				return err
-			}
-			if !strings.Contains(body, `stockade_agent_errors_total{node="`+NodeName+`",reason="object"}`) {
-				return fmt.Errorf("no object error in /metrics")
-			}
-			return nil
+			return agentMetricsHave(`stockade_agent_errors_total{node="`+NodeName+`",reason="object"}`, fmt.Errorf("no object error in /metrics"))
 		})
 		for _, n := range []string{k.NS + "/bad/main", k.NS + "/other/main"} {
 			if out, err := exec.Command(stockade, "profile", "show", n, "--store", store).CombinedOutput(); err == nil {
@@ -519,4 +492,19 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// agentMetricsHave reads the node agent's /metrics and returns missing
+// unless it holds series.
+func agentMetricsHave(series string, missing error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	body, err := httpGet(ctx, "http://"+agentMetricsAddr+"/metrics")
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(body, series) {
+		return missing
+	}
+	return nil
 }
