@@ -7,13 +7,20 @@ import (
 	"time"
 )
 
+// WriteFile (durable) and ReplaceFile (volatile) replace alike.
 func TestWriteFileReplacesWithPermAndLeavesNoTemp(t *testing.T) {
+	for name, write := range map[string]func(string, []byte, os.FileMode) error{"WriteFile": WriteFile, "ReplaceFile": ReplaceFile} {
+		t.Run(name, func(t *testing.T) { testReplaces(t, write) })
+	}
+}
+
+func testReplaces(t *testing.T, write func(string, []byte, os.FileMode) error) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "p.json")
 	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteFile(path, []byte("new"), 0o644); err != nil {
+	if err := write(path, []byte("new"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	got, err := os.ReadFile(path)
@@ -41,6 +48,26 @@ func TestWriteFileFailureKeepsOldContent(t *testing.T) {
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("file exists after a failed write: %v", err)
+	}
+}
+
+// A file is from before this boot when its mtime is before btime.
+func TestModifiedBeforeBoot(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := ReplaceFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if old, err := ModifiedBeforeBoot(path); err != nil || old {
+		t.Fatalf("a file written now: ModifiedBeforeBoot = %v, %v; want false", old, err)
+	}
+	if err := os.Chtimes(path, time.Unix(1000, 0), time.Unix(1000, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if old, err := ModifiedBeforeBoot(path); err != nil || !old {
+		t.Fatalf("a file of 1970: ModifiedBeforeBoot = %v, %v; want true", old, err)
+	}
+	if _, err := ModifiedBeforeBoot(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Fatal("ModifiedBeforeBoot of a missing file: no error")
 	}
 }
 

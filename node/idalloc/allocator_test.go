@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stockade-dev/stockade/profiles/userns"
 )
@@ -259,6 +260,71 @@ func TestCorruptLease(t *testing.T) {
 	released, err := a.Reclaim(OwnerAlive)
 	if !errors.Is(err, userns.ErrCorruptState) || len(released) != 1 || released[0].Key != "t@ok" {
 		t.Fatalf("Reclaim = %+v, %v", released, err)
+	}
+}
+
+// Leases are written without fsync, so a crash of the machine can leave one
+// empty or torn. Such a file, last changed before this boot, is a dead lease
+// of a pod that no longer runs: allocation goes past it, a lookup finds no
+// lease, and Reclaim removes it. A torn file changed in this boot is still
+// corruption (TestCorruptLease).
+func TestTornLeaseFromEarlierBoot(t *testing.T) {
+	dir := t.TempDir()
+	a := newAlloc(t, dir, 4)
+	o := me(t)
+	first, err := a.Allocate("t@first", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	torn := filepath.Join(dir, "leases", "t@torn.json")
+	for _, content := range []string{"", `{"version":2,"key":"t@to`} {
+		if err := os.WriteFile(torn, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// Before this boot: the Unix epoch is before any boot.
+		if err := os.Chtimes(torn, time.Unix(1000, 0), time.Unix(1000, 0)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Lookup("t@torn"); !errors.Is(err, userns.ErrNotFound) {
+			t.Fatalf("Lookup of a torn lease of an earlier boot (%q) = %v, want ErrNotFound", content, err)
+		}
+		r, err := a.Allocate("t@next", o)
+		if err != nil {
+			t.Fatalf("Allocate past a torn lease of an earlier boot (%q): %v", content, err)
+		}
+		if r == first {
+			t.Fatalf("second lease got the first's range %v", r)
+		}
+		leases, err := a.Leases()
+		if err != nil || len(leases) != 2 {
+			t.Fatalf("Leases = %+v, %v; want the two whole leases", leases, err)
+		}
+		if err := a.Release("t@next"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The same key can be claimed again: the torn file is replaced.
+	if _, err := a.Allocate("t@torn", o); err != nil {
+		t.Fatalf("Allocate over a torn lease of an earlier boot: %v", err)
+	}
+	if err := os.WriteFile(torn, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(torn, time.Unix(1000, 0), time.Unix(1000, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Reclaim(OwnerAlive); err != nil {
+		t.Fatalf("Reclaim with a torn lease of an earlier boot: %v", err)
+	}
+	if _, err := os.Stat(torn); !os.IsNotExist(err) {
+		t.Fatalf("torn lease of an earlier boot survived Reclaim: %v", err)
+	}
+	// Changed in this boot, the same empty file is corruption.
+	if err := os.WriteFile(torn, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Allocate("t@new", o); !errors.Is(err, userns.ErrCorruptState) {
+		t.Fatalf("Allocate with an empty lease of this boot = %v, want ErrCorruptState", err)
 	}
 }
 
