@@ -158,6 +158,10 @@ func Create(ctx context.Context, cfg Config) (_ *Container, retErr error) {
 			c.destroy(ctx)
 		}
 	}()
+	// libcontainer keeps the filter in its own form (lcfg.Seccomp) for the
+	// init and every exec; the spec's copy, tens of KiB per container in a
+	// shim that lives as long as the pod, is never read again.
+	cfg.Spec.Linux.Seccomp = nil
 
 	if err := cfg.step("create.libcontainer"); err != nil {
 		return nil, err

@@ -79,6 +79,9 @@ type service struct {
 	// lifecycleMu orders events: a process's start event is published
 	// before its exit event, even when it exits at once.
 	lifecycleMu sync.Mutex
+
+	// trim hands free heap back to the kernel once requests stop.
+	trim *trimmer
 }
 
 // NewService creates the task service.
@@ -116,6 +119,7 @@ func newService(ctx context.Context, ns string, sd shutdown.Service, rt intercep
 		containers: map[string]*entry{},
 		runtime:    rt,
 		backend:    b,
+		trim:       newTrimmer(trimDelay, nil),
 	}
 }
 
@@ -302,6 +306,8 @@ func (s *service) sandboxPid(sandboxID string) int {
 // Start starts the init or an exec process.
 func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (_ *taskAPI.StartResponse, retErr error) {
 	defer func() { retErr = toGRPC(ctx, "start", r.ID, retErr) }()
+	// A start ends the burst of a container's or an exec's creation.
+	defer s.trim.kick()
 	e, p, err := s.process(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
@@ -391,6 +397,7 @@ func (s *service) finishRecording(ctx context.Context, id string, e *entry) {
 // Delete deletes an exec process, or the container with its init.
 func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *taskAPI.DeleteResponse, retErr error) {
 	defer func() { retErr = toGRPC(ctx, "delete", r.ID, retErr) }()
+	defer s.trim.kick()
 	e, err := s.get(r.ID)
 	if err != nil {
 		return nil, err
