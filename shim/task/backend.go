@@ -20,6 +20,10 @@ type Backend interface {
 	// Create creates a container whose init waits for Start. cfg's OnExit
 	// and OnOOM are ignored: exits and OOM kills are reported to on.
 	Create(ctx context.Context, cfg container.Config, on Notify) (Container, error)
+	// Prepare is called as a Create or an Exec arrives, before any of its
+	// work: it may start, in the background, slow kernel work that the
+	// creation will need (container.WarmCgroupAttach). It never fails.
+	Prepare(ctx context.Context)
 }
 
 // Notify receives what happens to a container after Create.
@@ -85,6 +89,8 @@ var (
 
 // libcontainerBackend is the real Backend: shim/container.
 type libcontainerBackend struct{}
+
+func (libcontainerBackend) Prepare(ctx context.Context) { container.WarmCgroupAttach(ctx) }
 
 func (libcontainerBackend) Create(ctx context.Context, cfg container.Config, on Notify) (Container, error) {
 	// The wrappers are made once per container and process, so that the

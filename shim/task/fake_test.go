@@ -81,6 +81,13 @@ type fakeBackend struct {
 	nextPid   int
 	byID      map[string]*fakeContainer
 	exitAtRun map[string]int // container or exec id → exit status at its start
+	prepares  int            // Prepare calls
+}
+
+func (b *fakeBackend) Prepare(context.Context) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.prepares++
 }
 
 func newFakeBackend() *fakeBackend {

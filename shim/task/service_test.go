@@ -179,6 +179,20 @@ func TestExecExitsBeforeContainerExit(t *testing.T) {
 	}
 }
 
+// The backend hears of every Create and Exec before any of its work, so it
+// can start slow kernel work the creation needs (container.WarmCgroupAttach).
+func TestCreateAndExecPrepareTheBackend(t *testing.T) {
+	h := newHarness(t)
+	h.create("c")
+	h.start("c", "")
+	h.exec("c", "e1")
+	h.b.mu.Lock()
+	defer h.b.mu.Unlock()
+	if h.b.prepares != 2 {
+		t.Fatalf("Prepare calls after one Create and one Exec = %d, want 2", h.b.prepares)
+	}
+}
+
 func TestPidsNameTheirExec(t *testing.T) {
 	h := newHarness(t)
 	h.create("c")
@@ -320,6 +334,8 @@ type backendFunc func(context.Context, container.Config, Notify) (Container, err
 func (f backendFunc) Create(ctx context.Context, cfg container.Config, on Notify) (Container, error) {
 	return f(ctx, cfg, on)
 }
+
+func (backendFunc) Prepare(context.Context) {}
 
 // A created container that is deleted without ever starting (containerd
 // does this when a start fails) gives back everything.
