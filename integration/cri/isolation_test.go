@@ -54,6 +54,12 @@ func TestPodUserNamespace(t *testing.T) {
 		if out := p.mustExec(id, "id", "-u"); strings.TrimSpace(out) != "0" {
 			t.Errorf("pod %s: container user is %q, want root inside its namespace", name, out)
 		}
+		// The kubelet's /etc/hosts, root's on disk, is idmapped through the
+		// sandbox's namespace, which the container joins: root's inside too
+		// (unmapped, it would show as nobody, 65534).
+		if out := p.mustExec(id, "stat", "-c", "%u:%g", "/etc/hosts"); strings.TrimSpace(out) != "0:0" {
+			t.Errorf("pod %s: /etc/hosts owned by %q inside, want 0:0 through the idmapped mount", name, out)
+		}
 		fps = append(fps, capture(t, p))
 	}
 	for _, fp := range fps {
