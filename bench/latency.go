@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -182,11 +183,17 @@ func (b *runner) podLatency(ctx context.Context) ([]Metric, error) {
 	var mu sync.Mutex
 	withContainer := map[string][]float64{}
 	sandboxIDs := map[string]bool{} // stockade's, to tell its lines in the log
-	sandbox := b.interleave(ctx, n, func(ctx context.Context, s *side) ([]float64, error) {
+	// runc's pods as CRI runs them when the pod asks for nothing (no
+	// filter), and with RuntimeDefault for the sandbox and the container,
+	// as the kubelet asks for with seccompDefault or under the restricted
+	// Pod Security Standard: the like-for-like comparison.
+	runc := b.sides[1]
+	runcRD := &side{name: "runc + RuntimeDefault", env: runc.env, unavailable: runc.unavailable}
+	sandbox := b.interleaveSides(ctx, append(slices.Clone(b.sides), runcRD), n, func(ctx context.Context, s *side) ([]float64, error) {
 		ctx, cancel := context.WithTimeout(ctx, opTimeout)
 		defer cancel()
 		t0 := time.Now()
-		p, err := startPod(ctx, rs, s.env, randomID(podPrefix), true)
+		p, err := startPod(ctx, rs, s.env, randomID(podPrefix), true, s == runcRD)
 		if p != nil {
 			defer p.remove(rs)
 		}
@@ -208,6 +215,17 @@ func (b *runner) podLatency(ctx context.Context) ([]Metric, error) {
 	metrics := []Metric{
 		metric("pod start (CRI)", "RunPodSandbox", "ms", "runc", sandbox),
 		metric("pod start (CRI)", "pod + 1 container running", "ms", "runc", full),
+	}
+	for _, m := range []struct {
+		name string
+		cs   map[string]*collector
+	}{{"RunPodSandbox", sandbox}, {"pod + 1 container running", full}} {
+		metrics = append(metrics, Metric{
+			Group: "pod start (CRI)", Name: m.name + ", runc with RuntimeDefault", Unit: "ms",
+			Baseline: "runc + containerd RuntimeDefault seccomp (sandbox and container)",
+			Stockade: m.cs[harness.HandlerStockade].outcome(), Runc: m.cs[runcRD.name].outcome(),
+			Note: "three sides interleaved in one run; the rows above are the same stockade samples against runc without a filter",
+		})
 	}
 	// Where stockade's part of those starts went, as its shims logged it.
 	byClass, err := shimPhases(b.env.LogPath(), func(id, pod string) string {
@@ -238,10 +256,17 @@ type pod struct {
 }
 
 // startPod runs a pod sandbox on env's handler and, if withContainer, one
-// busybox container sleeping in it. A non-nil pod is returned whenever a
+// busybox container sleeping in it; runtimeDefault gives both containerd's
+// RuntimeDefault seccomp profile. A non-nil pod is returned whenever a
 // sandbox exists, so the caller can remove it even after an error.
-func startPod(ctx context.Context, rs runtimeapi.RuntimeServiceClient, env *harness.Env, name string, withContainer bool) (*pod, error) {
+func startPod(ctx context.Context, rs runtimeapi.RuntimeServiceClient, env *harness.Env, name string, withContainer, runtimeDefault bool) (*pod, error) {
 	cfg := env.NewPodConfig(name)
+	var containerSC *runtimeapi.LinuxContainerSecurityContext
+	if runtimeDefault {
+		rd := &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+		cfg.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{Seccomp: rd}
+		containerSC = &runtimeapi.LinuxContainerSecurityContext{Seccomp: rd}
+	}
 	resp, err := rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: env.Handler})
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox: %w", err)
@@ -256,6 +281,7 @@ func startPod(ctx context.Context, rs runtimeapi.RuntimeServiceClient, env *harn
 			Metadata: &runtimeapi.ContainerMetadata{Name: "sleep"},
 			Image:    &runtimeapi.ImageSpec{Image: harness.BusyboxImage},
 			Command:  []string{"sleep", "3600"},
+			Linux:    &runtimeapi.LinuxContainerConfig{SecurityContext: containerSC},
 		},
 		SandboxConfig: cfg,
 	})

@@ -91,7 +91,7 @@ func (b *runner) measurePods(ctx context.Context, rs runtimeapi.RuntimeServiceCl
 	}()
 	for i := range count {
 		pctx, cancel := context.WithTimeout(ctx, opTimeout)
-		p, err := startPod(pctx, rs, s.env, randomID(fmt.Sprintf("bench-mem%d", i)), true)
+		p, err := startPod(pctx, rs, s.env, randomID(fmt.Sprintf("bench-mem%d", i)), true, false)
 		cancel()
 		if p != nil {
 			pods = append(pods, p)
