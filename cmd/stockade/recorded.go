@@ -18,6 +18,7 @@ import (
 	"github.com/stockade-dev/stockade/node/fileutil"
 	"github.com/stockade-dev/stockade/node/profilestore"
 	"github.com/stockade-dev/stockade/profiles/recorded"
+	"github.com/stockade-dev/stockade/profiles/recorded/spo"
 	"github.com/stockade-dev/stockade/profiles/seccomp"
 )
 
@@ -382,7 +383,7 @@ func runProfileExport(args []string, stdout, stderr io.Writer) int {
 		out, err = json.MarshalIndent(p.OCI(runtime.GOARCH), "", "  ")
 		out = append(out, '\n')
 	} else {
-		out, err = p.SeccompProfileManifest(runtime.GOARCH)
+		out, err = spo.Manifest(p, runtime.GOARCH)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %s: %v\n", cmd, p.Name, err)

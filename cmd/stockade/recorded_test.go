@@ -18,6 +18,7 @@ import (
 	"github.com/stockade-dev/stockade/config"
 	"github.com/stockade-dev/stockade/node/profilestore"
 	"github.com/stockade-dev/stockade/profiles/recorded"
+	"github.com/stockade-dev/stockade/profiles/recorded/spo"
 	"github.com/stockade-dev/stockade/profiles/seccomp"
 )
 
@@ -362,7 +363,7 @@ func TestProfileExport(t *testing.T) {
 	}
 
 	code, out, errOut = runRec(t, recExport, "web/app", "-n", "shop", "--format", "spo", "--store", s.Dir)
-	want, err := p.SeccompProfileManifest(runtime.GOARCH)
+	want, err := spo.Manifest(p, runtime.GOARCH)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package recorded
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -12,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/stockade-dev/stockade/profiles/seccomp"
 )
@@ -37,8 +34,9 @@ func armProfile() *Profile {
 		})
 }
 
-// TestGolden pins both exports, so that every change to their shape shows
-// up as a reviewable diff. Regenerate with:
+// TestGolden pins the OCI export and the stored form, so that every change
+// to their shape shows up as a reviewable diff (the SPO export has its own
+// in profiles/recorded/spo). Regenerate with:
 // go test -tags seccomp ./profiles/recorded/ -run TestGolden -update
 func TestGolden(t *testing.T) {
 	for _, c := range []struct {
@@ -53,7 +51,6 @@ func TestGolden(t *testing.T) {
 			out, err := json.MarshalIndent(armProfile().OCI("arm64"), "", "  ")
 			return append(out, '\n'), err
 		}},
-		{"amd64-spo.yaml", func() ([]byte, error) { return goldenProfile(t).SeccompProfileManifest("amd64") }},
 		{"amd64-stored.json", func() ([]byte, error) { return Encode(goldenProfile(t)) }},
 	} {
 		t.Run(c.file, func(t *testing.T) {
@@ -127,6 +124,22 @@ func TestOCI(t *testing.T) {
 	}
 }
 
+// TestAllowList: the list OCI allows is AllowList, and a caller that
+// changes the returned slice changes neither the profile nor the next
+// export.
+func TestAllowList(t *testing.T) {
+	p := goldenProfile(t)
+	list := p.AllowList()
+	if !slices.Equal(list, p.OCI("amd64").Syscalls[0].Names) {
+		t.Fatalf("AllowList %v differs from the OCI export's names", list)
+	}
+	want := slices.Clone(list)
+	list[0] = "not-a-syscall"
+	if got := p.AllowList(); !slices.Equal(got, want) {
+		t.Errorf("AllowList after changing an earlier result: %v, want %v", got, want)
+	}
+}
+
 // TestOCICompiles: libseccomp loads the exported profile on every ABI,
 // names that exist on only some of them included (socketcall).
 func TestOCICompiles(t *testing.T) {
@@ -144,109 +157,5 @@ func TestOCICompiles(t *testing.T) {
 		if _, err := seccomp.Compile(c.p.OCI(c.goarch), c.native); err != nil {
 			t.Errorf("%s: %v", c.goarch, err)
 		}
-	}
-}
-
-// TestSeccompProfileManifest reads the YAML back as SPO's field names.
-func TestSeccompProfileManifest(t *testing.T) {
-	p := goldenProfile(t)
-	out, err := p.SeccompProfileManifest("amd64")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var obj struct {
-		APIVersion string `yaml:"apiVersion"`
-		Kind       string `yaml:"kind"`
-		Metadata   struct {
-			Name        string            `yaml:"name"`
-			Namespace   string            `yaml:"namespace"`
-			Annotations map[string]string `yaml:"annotations"`
-		} `yaml:"metadata"`
-		Spec struct {
-			DefaultAction string   `yaml:"defaultAction"`
-			Architectures []string `yaml:"architectures"`
-			Syscalls      []struct {
-				Action string   `yaml:"action"`
-				Names  []string `yaml:"names"`
-			} `yaml:"syscalls"`
-		} `yaml:"spec"`
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(out))
-	dec.KnownFields(true)
-	if err := dec.Decode(&obj); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	if obj.APIVersion != "security-profiles-operator.x-k8s.io/v1beta1" || obj.Kind != "SeccompProfile" {
-		t.Errorf("apiVersion %q kind %q", obj.APIVersion, obj.Kind)
-	}
-	if obj.Metadata.Name != "web-app" || obj.Metadata.Namespace != "shop" {
-		t.Errorf("metadata %+v", obj.Metadata)
-	}
-	if got := obj.Metadata.Annotations["stockade.dev/recorded-from"]; got != "shop/web/app" {
-		t.Errorf("recorded-from %q", got)
-	}
-	wantImages := "docker.io/library/nginx:1.27@" + digestOf("nginx") + ",docker.io/library/nginx:1.28"
-	if got := obj.Metadata.Annotations["stockade.dev/images"]; got != wantImages {
-		t.Errorf("images %q, want %q", got, wantImages)
-	}
-	oci := p.OCI("amd64")
-	if obj.Spec.DefaultAction != "SCMP_ACT_ERRNO" || len(obj.Spec.Syscalls) != 1 || obj.Spec.Syscalls[0].Action != "SCMP_ACT_ALLOW" ||
-		!slices.Equal(obj.Spec.Syscalls[0].Names, oci.Syscalls[0].Names) ||
-		!slices.Equal(obj.Spec.Architectures, []string{"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"}) {
-		t.Errorf("spec %+v differs from the OCI export", obj.Spec)
-	}
-
-	noImages := New(shopWebApp, Image{}, t0, nil)
-	out, err = noImages.SeccompProfileManifest("amd64")
-	if err != nil || bytes.Contains(out, []byte("stockade.dev/images")) {
-		t.Errorf("without images: %v\n%s", err, out)
-	}
-	if _, err := p.SeccompProfileManifest("s390x"); !errdefs.IsInvalidArgument(err) {
-		t.Errorf("unsupported arch: %v", err)
-	}
-}
-
-func TestSPOName(t *testing.T) {
-	long := strings.Repeat("w", 200)
-	for _, tc := range []struct {
-		n       Name
-		want    string // "" means: check shape only
-		wantErr bool
-	}{
-		{n: Name{"ns", "web", "app"}, want: "web-app"},
-		{n: Name{"ns", "web.v2", "app"}, want: "web.v2-app"},
-		{n: Name{"ns", long, strings.Repeat("c", 100)}},
-		{n: Name{"ns", long + ".x", strings.Repeat("c", 100)}},
-		{n: Name{"ns", "a..b", "c"}, wantErr: true},
-		{n: Name{"ns", "a-.b", "c"}, wantErr: true},
-	} {
-		got, err := spoName(tc.n)
-		if tc.wantErr {
-			if err == nil || !errdefs.IsInvalidArgument(err) {
-				t.Errorf("spoName(%s) = %q, %v; want an invalid-argument error", tc.n, got, err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("spoName(%s): %v", tc.n, err)
-			continue
-		}
-		if tc.want != "" && got != tc.want {
-			t.Errorf("spoName(%s) = %q, want %q", tc.n, got, tc.want)
-		}
-		if len(got) > 253 || !isDNSSubdomain(got) {
-			t.Errorf("spoName(%s) = %q: not a DNS subdomain", tc.n, got)
-		}
-	}
-	// Long names that share their first 253 characters stay apart.
-	a, _ := spoName(Name{"ns", long, strings.Repeat("c", 100) + "1"})
-	b, _ := spoName(Name{"ns", long, strings.Repeat("c", 100) + "2"})
-	if a == b {
-		t.Errorf("two long names map to one object name %q", a)
-	}
-	if _, err := (&Profile{Name: Name{"ns", "a..b", "c"}}).SeccompProfileManifest("amd64"); err == nil {
-		t.Error("manifest with an invalid object name succeeded")
-	} else if !errors.Is(err, errdefs.ErrInvalidArgument) {
-		t.Errorf("manifest error %v is not an invalid argument", err)
 	}
 }
