@@ -109,6 +109,65 @@ const knownOther = `
 	switch_endian sync_file_range2 syscall sysmips timerfd
 `
 
+// absentX86_64 and absentAArch64 are the names their family knows that do
+// not exist on its 64-bit ABI (x86_64, aarch64): 32-bit calls, and calls the
+// 64-bit ABI spells otherwise. libseccomp gives them pseudo numbers there,
+// and runc's rules for them compile to nothing, so a filter that covers the
+// 64-bit ABI alone (compat ABIs off, the default) leaves them out: about a
+// sixth of the names that runc's init turns into libseccomp rules at every
+// container start. TestAbsentNativeMatchesLibseccomp checks the lists, and
+// TestPruningKeepsTheProgram that the compiled filter is the same.
+const (
+	absentX86_64 = `
+	_llseek _newselect bdflush break chown32 clock_adjtime64
+	clock_getres_time64 clock_gettime64 clock_nanosleep_time64 clock_settime64
+	fadvise64_64 fchown32 fcntl64 fstat64 fstatat64 fstatfs64 ftime
+	ftruncate64 futex_time64 getegid32 geteuid32 getgid32 getgroups32
+	getresgid32 getresuid32 getuid32 gtty idle io_pgetevents_time64 ipc
+	lchown32 lock lstat64 mmap2 mpx mq_timedreceive_time64 mq_timedsend_time64
+	nice oldfstat oldlstat oldolduname oldstat olduname ppoll_time64 prof
+	profil pselect6_time64 readdir recv recvmmsg_time64 rt_sigtimedwait_time64
+	sched_rr_get_interval_time64 semtimedop_time64 send sendfile64 setfsgid32
+	setfsuid32 setgid32 setgroups32 setregid32 setresgid32 setresuid32
+	setreuid32 setuid32 sgetmask sigaction signal sigpending sigprocmask
+	sigreturn sigsuspend socketcall ssetmask stat64 statfs64 stime stty
+	timer_gettime64 timer_settime64 timerfd_gettime64 timerfd_settime64
+	truncate64 ugetrlimit ulimit umount utimensat_time64 vm86 vm86old waitpid
+`
+	absentAArch64 = `
+	_llseek _newselect _sysctl access arm_fadvise64_64 arm_sync_file_range
+	bdflush breakpoint cacheflush chmod chown chown32 clock_adjtime64
+	clock_getres_time64 clock_gettime64 clock_nanosleep_time64 clock_settime64
+	creat dup2 epoll_create epoll_wait eventfd fchown32 fcntl64 fork fstat64
+	fstatat64 fstatfs64 ftruncate64 futex_time64 futimesat get_tls getdents
+	getegid32 geteuid32 getgid32 getgroups32 getpgrp getresgid32 getresuid32
+	getuid32 inotify_init io_pgetevents_time64 lchown lchown32 link lstat
+	lstat64 mkdir mknod mmap2 mq_timedreceive_time64 mq_timedsend_time64 nice
+	open pause pciconfig_iobase pciconfig_read pciconfig_write pipe poll
+	ppoll_time64 pselect6_time64 readlink recv recvmmsg_time64 rename rmdir
+	rt_sigtimedwait_time64 sched_rr_get_interval_time64 semtimedop_time64 send
+	sendfile64 set_tls setfsgid32 setfsuid32 setgid32 setgroups32 setregid32
+	setresgid32 setresuid32 setreuid32 setuid32 sigaction signalfd sigpending
+	sigprocmask sigreturn sigsuspend stat stat64 statfs64 symlink sysfs
+	timer_gettime64 timer_settime64 timerfd_gettime64 timerfd_settime64
+	truncate64 ugetrlimit unlink uselib usr26 usr32 ustat utimensat_time64
+	utimes vfork vserver
+`
+)
+
+// absentNative maps a family to the names absentX86_64 or absentAArch64
+// lists for it. Built at first use, like knownSyscalls.
+var absentNative = sync.OnceValue(func() map[family]map[string]bool {
+	out := map[family]map[string]bool{}
+	for f, names := range map[family]string{familyX86: absentX86_64, familyARM: absentAArch64} {
+		out[f] = map[string]bool{}
+		for _, n := range strings.Fields(names) {
+			out[f][n] = true
+		}
+	}
+	return out
+})
+
 // family is a set of ABIs that one profile covers: a 64-bit ABI and the
 // compat ABIs its kernel can also run.
 type family uint8

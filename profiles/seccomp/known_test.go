@@ -3,9 +3,11 @@
 package seccomp
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
 )
 
@@ -70,4 +72,80 @@ func contains(l []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestAbsentNativeMatchesLibseccomp: absentX86_64 and absentAArch64 list
+// exactly the known names libseccomp places on no syscall of the 64-bit ABI
+// (a pseudo number). Names this libseccomp does not know at all stay out of
+// the lists: a newer libseccomp may give them a real number.
+func TestAbsentNativeMatchesLibseccomp(t *testing.T) {
+	for _, c := range []struct {
+		goarch string
+		native libseccomp.ScmpArch
+	}{{"amd64", libseccomp.ArchAMD64}, {"arm64", libseccomp.ArchARM64}} {
+		fam := familyOf(c.goarch)
+		absent := absentNative()[fam]
+		for _, n := range sortedKnown(fam) {
+			nr, err := libseccomp.GetSyscallFromNameByArch(n, c.native)
+			switch {
+			case err == nil && nr < 0 && !absent[n]:
+				t.Errorf("%s does not exist on %s (pseudo number %d); add it to the %s list of known.go", n, c.native, nr, c.goarch)
+			case (err != nil || nr >= 0) && absent[n]:
+				t.Errorf("known.go lists %s as absent from %s, but libseccomp gives %d, %v", n, c.native, nr, err)
+			}
+		}
+		for n := range absent {
+			if knownSyscalls()[n]&fam == 0 {
+				t.Errorf("known.go lists %s as absent from %s, but not as known on %s", n, c.native, c.goarch)
+			}
+		}
+	}
+}
+
+// TestPruningKeepsTheProgram: leaving the names absent from the 64-bit ABI
+// out of its filter changes nothing that runs: libseccomp compiles the
+// pruned and the full profile to the same BPF program, instruction for
+// instruction, for every spec shape and mode the golden files pin.
+func TestPruningKeepsTheProgram(t *testing.T) {
+	cases := []struct {
+		goarch string
+		native specs.Arch
+		caps   []string
+		mode   Mode
+	}{
+		{"amd64", specs.ArchX86_64, defaultCaps, ModeEnforce},
+		{"amd64", specs.ArchX86_64, defaultCaps, ModeComplain},
+		{"amd64", specs.ArchX86_64, nil, ModeEnforce},
+		{"amd64", specs.ArchX86_64, append(slices.Clone(defaultCaps), "CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_NET_ADMIN"), ModeEnforce},
+		{"arm64", specs.ArchAARCH64, defaultCaps, ModeEnforce},
+	}
+	for _, c := range cases {
+		pol := Policy{Arch: c.goarch, Mode: c.mode}
+		pruned := mustGenerate(t, specWith(c.caps), pol)
+		keepAbsentNames = true
+		full := mustGenerate(t, specWith(c.caps), pol)
+		keepAbsentNames = false
+		if nameCount(pruned) >= nameCount(full) {
+			t.Fatalf("%s %s: pruned profile names %d syscalls, the full one %d", c.goarch, c.mode, nameCount(pruned), nameCount(full))
+		}
+		a, err := Compile(pruned, c.native)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := Compile(full, c.native)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(a, b) {
+			t.Errorf("%s %s caps %v: pruning changed the program (%d against %d instructions)", c.goarch, c.mode, c.caps, len(a), len(b))
+		}
+	}
+}
+
+func nameCount(p *specs.LinuxSeccomp) int {
+	n := 0
+	for _, r := range p.Syscalls {
+		n += len(r.Names)
+	}
+	return n
 }

@@ -2,6 +2,7 @@ package seccomp
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -119,7 +120,9 @@ func TestPodErrors(t *testing.T) {
 // total are refused, since runc would spend seconds compiling them.
 func TestPodRuleLimit(t *testing.T) {
 	pod := allowList()
-	for _, n := range sortedKnown(familyX86)[:60] {
+	// Names of the 64-bit ABI: the others are left out of its filter.
+	native := slices.DeleteFunc(sortedKnown(familyX86), func(n string) bool { return absentNative()[familyX86][n] })
+	for _, n := range native[:60] {
 		pod.Syscalls = append(pod.Syscalls, specs.LinuxSyscall{Names: []string{n}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{
 			{Index: 1, Value: 0x1234, Op: specs.OpNotEqual},
 		}})
