@@ -26,6 +26,7 @@ func main() {
 			return
 		}
 	}
+	container.WarmCgroupAttachAtStart(context.Background())
 	if !container.SeccompCompiledIn() {
 		fmt.Fprintln(os.Stderr, "containerd-shim-stockade-v1: built without seccomp support (needs CGO_ENABLED=1 -tags seccomp)")
 		os.Exit(1)

@@ -14,6 +14,22 @@ import (
 // warming is set while a WarmCgroupAttach write is in flight.
 var warming atomic.Bool
 
+// WarmAtStartEnv, set to 1 in a shim server's environment by `shim start`,
+// says that nothing will move the server to another cgroup (no ShimCgroup),
+// so it may warm the cgroup attach lock as soon as it runs: a pod's first
+// Create then finds the grace period passed or nearly.
+const WarmAtStartEnv = "STOCKADE_WARM_CGROUP_ATTACH"
+
+// WarmCgroupAttachAtStart warms the lock when `shim start` said it may (and
+// clears the variable, which no child of the shim needs).
+func WarmCgroupAttachAtStart(ctx context.Context) {
+	if os.Getenv(WarmAtStartEnv) != "1" {
+		return
+	}
+	_ = os.Unsetenv(WarmAtStartEnv)
+	WarmCgroupAttach(ctx)
+}
+
 // WarmCgroupAttach starts, in the background, the wait that the kernel makes
 // the next cgroup.procs write pay, so that libcontainer's writes for the
 // container being created find it already paid.

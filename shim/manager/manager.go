@@ -133,30 +133,38 @@ func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ *b
 // account a pod's shim to the pod. It is applied when the pod's shim starts;
 // containers that join a running shim cannot move it again.
 func joinShimCgroup(params *bootapi.BootstrapParams, pid int) error {
-	var opts runcoptions.Options
-	found, err := params.FindExtension(&opts)
-	if err != nil {
-		return fmt.Errorf("runtime options: %w", err)
+	shimCgroup, err := shimCgroupOf(params)
+	if err != nil || shimCgroup == "" {
+		return err
 	}
-	if !found || opts.ShimCgroup == "" {
-		return nil
-	}
-	var err2 error
 	if cgroups.Mode() == cgroups.Unified {
 		var cg *cgroup2.Manager
-		if cg, err2 = cgroup2.Load(opts.ShimCgroup); err2 == nil {
-			err2 = cg.AddProc(uint64(pid))
+		if cg, err = cgroup2.Load(shimCgroup); err == nil {
+			err = cg.AddProc(uint64(pid))
 		}
 	} else {
 		var cg cgroup1.Cgroup
-		if cg, err2 = cgroup1.Load(cgroup1.StaticPath(opts.ShimCgroup)); err2 == nil {
-			err2 = cg.AddProc(uint64(pid))
+		if cg, err = cgroup1.Load(cgroup1.StaticPath(shimCgroup)); err == nil {
+			err = cg.AddProc(uint64(pid))
 		}
 	}
-	if err2 != nil {
-		return fmt.Errorf("runtime option ShimCgroup %q: join: %w", opts.ShimCgroup, err2)
+	if err != nil {
+		return fmt.Errorf("runtime option ShimCgroup %q: join: %w", shimCgroup, err)
 	}
 	return nil
+}
+
+// shimCgroupOf is the ShimCgroup of the runtime options, "" if none.
+func shimCgroupOf(params *bootapi.BootstrapParams) (string, error) {
+	var opts runcoptions.Options
+	found, err := params.FindExtension(&opts)
+	if err != nil {
+		return "", fmt.Errorf("runtime options: %w", err)
+	}
+	if !found {
+		return "", nil
+	}
+	return opts.ShimCgroup, nil
 }
 
 func serverCommand(ctx context.Context, id string, params *bootapi.BootstrapParams) (*exec.Cmd, error) {
@@ -179,6 +187,13 @@ func serverCommand(ctx context.Context, id string, params *bootapi.BootstrapPara
 	cmd := exec.Command(self, args...)
 	cmd.Dir = cwd
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=2")
+	// A shim that stays in the cgroup it starts in warms the kernel's cgroup
+	// attach lock as soon as it runs, before its first Create arrives
+	// (container.WarmCgroupAttach). One that joins ShimCgroup must not: its
+	// no-op move could land after the join and undo it.
+	if shimCgroup, err := shimCgroupOf(params); err == nil && shimCgroup == "" {
+		cmd.Env = append(cmd.Env, container.WarmAtStartEnv+"=1")
+	}
 	// Its own process group: signals to containerd's group do not reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	return cmd, nil
