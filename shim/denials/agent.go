@@ -194,6 +194,12 @@ func New(cfg config.Denials, node string, opts ...Option) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Sockets of shims killed before they could unlink theirs.
+	if n, err := sweepStale(filepath.Dir(o.socketPath), o.socketPath, "/proc/net/unix", time.Now()); err != nil {
+		log.G(o.ctx).WithError(err).Debug("denial agent: sweep stale sockets")
+	} else if n > 0 {
+		log.G(o.ctx).WithField("removed", n).Info("denial agent: removed sockets of shims that are gone")
+	}
 	a := &Agent{
 		cfg:      cfg,
 		node:     node,
