@@ -47,12 +47,3 @@ func (t *trimmer) kick() {
 	}
 	t.timer.Reset(t.delay)
 }
-
-// stop cancels a pending trim.
-func (t *trimmer) stop() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.timer != nil {
-		t.timer.Stop()
-	}
-}
