@@ -2,18 +2,17 @@ package apparmor
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/stockade-dev/stockade/internal/golden"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/stockade-dev/stockade/profiles/apparmor/apparmortest"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden profiles under testdata/")
 
 func TestRenderGolden(t *testing.T) {
 	for _, tc := range goldenCases {
@@ -22,19 +21,7 @@ func TestRenderGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", tc.name+".apparmor")
-			if *update {
-				if err := os.WriteFile(golden, []byte(p.Text), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if p.Text != string(want) {
-				t.Errorf("profile differs from %s (run go test -update after reviewing):\n%s", golden, p.Text)
-			}
+			golden.Check(t, tc.name+".apparmor", []byte(p.Text))
 			if !strings.Contains(p.Text, "profile "+p.Name+" flags=") {
 				t.Errorf("profile text does not declare its name %s", p.Name)
 			}

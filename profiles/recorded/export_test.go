@@ -3,7 +3,6 @@ package recorded
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,12 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stockade-dev/stockade/internal/golden"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/stockade-dev/stockade/profiles/seccomp"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // goldenProfile is two recordings of a web server, with two images (one
 // without a digest).
@@ -58,20 +57,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join("testdata", c.file)
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("output differs from %s; review the change and run with -update:\n%s", path, got)
-			}
+			golden.Check(t, c.file, got)
 		})
 	}
 }

@@ -1,17 +1,15 @@
 package seccomp
 
 import (
-	"bytes"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/stockade-dev/stockade/internal/golden"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden profiles in testdata/")
 
 // TestGolden pins the generated profiles for representative containers, so
 // every change to the baseline shows up as a reviewable diff. Regenerate
@@ -38,20 +36,7 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			got = append(got, '\n')
-			path := filepath.Join("testdata", c.file)
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("profile differs from %s; review the change and run with -update", path)
-			}
+			golden.Check(t, c.file, got)
 		})
 	}
 }
