@@ -27,7 +27,7 @@ func WarmCgroupAttachAtStart(ctx context.Context) {
 		return
 	}
 	_ = os.Unsetenv(WarmAtStartEnv)
-	WarmCgroupAttach(ctx)
+	WarmCgroupAttach(ctx, false)
 }
 
 // WarmCgroupAttach starts, in the background, the wait that the kernel makes
@@ -47,9 +47,16 @@ func WarmCgroupAttachAtStart(ctx context.Context) {
 // Kernels where the rwsem stays in its slow mode (cgroup mount option
 // favordynmods) have no wait to hide, and the write is cheap there.
 //
+// For an exec (exec true) on cgroup v2 there is nothing to warm:
+// libcontainer starts it straight into the cgroup (CLONE_INTO_CGROUP),
+// which takes the lock only for reading.
+//
 // It never fails a request: errors are logged at debug level. One write at
 // a time: a burst of requests shares the one grace period.
-func WarmCgroupAttach(ctx context.Context) {
+func WarmCgroupAttach(ctx context.Context, exec bool) {
+	if exec && cgroups.IsCgroup2UnifiedMode() {
+		return
+	}
 	if !warming.CompareAndSwap(false, true) {
 		return
 	}

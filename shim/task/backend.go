@@ -20,10 +20,11 @@ type Backend interface {
 	// Create creates a container whose init waits for Start. cfg's OnExit
 	// and OnOOM are ignored: exits and OOM kills are reported to on.
 	Create(ctx context.Context, cfg container.Config, on Notify) (Container, error)
-	// Prepare is called as a Create or an Exec arrives, before any of its
-	// work: it may start, in the background, slow kernel work that the
-	// creation will need (container.WarmCgroupAttach). It never fails.
-	Prepare(ctx context.Context)
+	// Prepare is called as a Create or an Exec (exec true) arrives, before
+	// any of its work: it may start, in the background, slow kernel work
+	// that the creation will need (container.WarmCgroupAttach). It never
+	// fails.
+	Prepare(ctx context.Context, exec bool)
 }
 
 // Notify receives what happens to a container after Create.
@@ -90,7 +91,9 @@ var (
 // libcontainerBackend is the real Backend: shim/container.
 type libcontainerBackend struct{}
 
-func (libcontainerBackend) Prepare(ctx context.Context) { container.WarmCgroupAttach(ctx) }
+func (libcontainerBackend) Prepare(ctx context.Context, exec bool) {
+	container.WarmCgroupAttach(ctx, exec)
+}
 
 func (libcontainerBackend) Create(ctx context.Context, cfg container.Config, on Notify) (Container, error) {
 	// The wrappers are made once per container and process, so that the

@@ -81,13 +81,13 @@ type fakeBackend struct {
 	nextPid   int
 	byID      map[string]*fakeContainer
 	exitAtRun map[string]int // container or exec id → exit status at its start
-	prepares  int            // Prepare calls
+	prepares  []bool         // Prepare calls: exec or not
 }
 
-func (b *fakeBackend) Prepare(context.Context) {
+func (b *fakeBackend) Prepare(_ context.Context, exec bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.prepares++
+	b.prepares = append(b.prepares, exec)
 }
 
 func newFakeBackend() *fakeBackend {

@@ -164,7 +164,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	// Reserve the id so a concurrent Create of the same id fails at once.
 	s.containers[r.ID] = nil
 	s.mu.Unlock()
-	s.backend.Prepare(ctx)
+	s.backend.Prepare(ctx, false)
 	defer func() {
 		if retErr != nil {
 			s.mu.Lock()
@@ -452,7 +452,7 @@ func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (_ *p
 	if err != nil {
 		return nil, err
 	}
-	s.backend.Prepare(ctx)
+	s.backend.Prepare(ctx, true)
 	if r.Spec == nil {
 		return nil, fmt.Errorf("exec %s: spec: missing: %w", r.ExecID, errdefs.ErrInvalidArgument)
 	}
