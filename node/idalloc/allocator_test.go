@@ -213,8 +213,9 @@ func TestReclaim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A writer that crashed between create and rename.
-	tmp := filepath.Join(dir, "leases", ".dead.123.tmp")
+	// A writer that crashed between create and rename, named as
+	// fileutil's replace names its temporary files.
+	tmp := filepath.Join(dir, "leases", ".t@dead.json.tmp-123")
 	if err := os.WriteFile(tmp, []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}
