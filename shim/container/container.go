@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -469,7 +468,7 @@ func (c *Container) watchOOM(ctx context.Context) {
 	if c.cfg.OnOOM == nil {
 		return
 	}
-	ch, err := c.lc.NotifyOOM()
+	ch, err := notifyOOM(c.memoryCgroupDir())
 	if err != nil {
 		log.G(ctx).WithError(err).WithField("container_id", c.ID).Warn("oom notifications unavailable")
 		return
@@ -492,6 +491,19 @@ func (c *Container) watchOOM(ctx context.Context) {
 	}()
 }
 
+// memoryCgroupDir is the container's memory cgroup: the v1 memory
+// controller's directory, or its cgroup v2 directory; "" if it has none.
+func (c *Container) memoryCgroupDir() string {
+	st, err := c.lc.State()
+	if err != nil {
+		return ""
+	}
+	if cgroups.IsCgroup2UnifiedMode() {
+		return st.CgroupPaths[""]
+	}
+	return st.CgroupPaths["memory"]
+}
+
 // memoryEventsFile is the container's cgroup v2 memory.events, "" where
 // the container has no cgroup v2 memory controller.
 func (c *Container) memoryEventsFile() string {
@@ -508,21 +520,6 @@ func (c *Container) memoryEventsFile() string {
 		return ""
 	}
 	return f
-}
-
-// oomKilled reports whether memory.events counts an OOM kill.
-func oomKilled(file string) bool {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return false
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "oom_kill "); ok {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			return err == nil && n > 0
-		}
-	}
-	return false
 }
 
 // ReadSpec reads and decodes a bundle's config.json; errors name the file.

@@ -28,3 +28,26 @@ func TestOOMKilled(t *testing.T) {
 		t.Error("a missing file counts as an OOM kill")
 	}
 }
+
+func TestEventCount(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "cgroup.events")
+	if err := os.WriteFile(f, []byte("populated 1\nfrozen 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := eventCount(f, "populated"); err != nil || n != 1 {
+		t.Errorf("populated = %d, %v; want 1", n, err)
+	}
+	if n, err := eventCount(f, "frozen"); err != nil || n != 0 {
+		t.Errorf("frozen = %d, %v; want 0", n, err)
+	}
+	// A key that is only a prefix of another must not match it.
+	if _, err := eventCount(f, "popul"); err == nil {
+		t.Error("a missing key was found")
+	}
+}
+
+func TestNotifyOOMNeedsACgroup(t *testing.T) {
+	if _, err := notifyOOM(""); err == nil {
+		t.Error("no error for a container without a memory cgroup")
+	}
+}

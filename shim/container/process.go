@@ -86,6 +86,7 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 // watch waits for the process (the only wait on this pid: see doc.go) and
 // records its exit, then calls onExit.
 func (p *Process) watch(ctx context.Context, onExit func(*Process)) {
+	awaitExit(p.Pid())
 	state, err := p.lp.Wait()
 	// Reaped: the pid may now be reused by anything, and is no longer the
 	// orphan reaper's to leave alone.
@@ -245,4 +246,34 @@ func startError(err error) error {
 		return fmt.Errorf("%w: %w", err, errdefs.ErrPermissionDenied)
 	}
 	return err
+}
+
+// awaitExit returns once the child pid has exited (a zombie, not yet
+// reaped), or at once if that cannot be watched (no pidfd support, not a
+// child). It waits in the netpoller on a pidfd, which turns readable at the
+// exit; libcontainer's Wait that follows then returns at once. Go's own wait
+// is a blocking waitid(2), which keeps the goroutine's P for up to 20 ms
+// after it starts (see oom.go): right after Create or an exec's Start, when
+// containerd's next request is about to arrive.
+func awaitExit(pid int) {
+	if pid <= 0 {
+		return
+	}
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Read(func(fd uintptr) bool {
+		// WNOWAIT: only look; the reaping stays libcontainer's. Linux
+		// zeroes info when nothing is waitable.
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+		return err != nil || info.Signo != 0
+	})
 }
