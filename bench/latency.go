@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -189,9 +190,34 @@ func (b *runner) podLatency(ctx context.Context) ([]Metric, error) {
 	// Pod Security Standard: the like-for-like comparison.
 	runc := b.sides[1]
 	runcRD := &side{name: "runc + RuntimeDefault", env: runc.env, unavailable: runc.unavailable}
-	sandbox := b.interleaveSides(ctx, append(slices.Clone(b.sides), runcRD), n, func(ctx context.Context, s *side) ([]float64, error) {
+	// And stockade's own pods with user-namespace remapping off: what the
+	// pod's ID range, its user namespace and the idmapped mounts cost. A
+	// pod's shim reads the node config at its first Create, so the config
+	// is written before every stockade pod.
+	stockade := b.sides[0]
+	origCfg, err := os.ReadFile(stockade.env.NodeConfig)
+	if err != nil {
+		return nil, fmt.Errorf("node config: %w", err)
+	}
+	offCfg, err := usernsConfig(string(origCfg), false)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := os.WriteFile(stockade.env.NodeConfig, origCfg, 0o644); err != nil {
+			b.cfg.Logf("restore node config: %v", err)
+		}
+	}()
+	usernsOff := &side{name: "stockade, userns off", env: stockade.env, unavailable: stockade.unavailable}
+	configs := map[*side][]byte{stockade: origCfg, usernsOff: []byte(offCfg)}
+	sandbox := b.interleaveSides(ctx, append(slices.Clone(b.sides), runcRD, usernsOff), n, func(ctx context.Context, s *side) ([]float64, error) {
 		ctx, cancel := context.WithTimeout(ctx, opTimeout)
 		defer cancel()
+		if cfg, ok := configs[s]; ok {
+			if err := os.WriteFile(s.env.NodeConfig, cfg, 0o644); err != nil {
+				return nil, err
+			}
+		}
 		t0 := time.Now()
 		p, err := startPod(ctx, rs, s.env, randomID(podPrefix), true, s == runcRD)
 		if p != nil {
@@ -224,7 +250,18 @@ func (b *runner) podLatency(ctx context.Context) ([]Metric, error) {
 			Group: "pod start (CRI)", Name: m.name + ", runc with RuntimeDefault", Unit: "ms",
 			Baseline: "runc + containerd RuntimeDefault seccomp (sandbox and container)",
 			Stockade: m.cs[harness.HandlerStockade].outcome(), Runc: m.cs[runcRD.name].outcome(),
-			Note: "three sides interleaved in one run; the rows above are the same stockade samples against runc without a filter",
+			Note: "four sides interleaved in one run (the fourth: stockade with userns off); the rows above are the same stockade samples against runc without a filter",
+		})
+	}
+	for _, m := range []struct {
+		name string
+		cs   map[string]*collector
+	}{{"RunPodSandbox (CRI)", sandbox}, {"pod + 1 container running (CRI)", full}} {
+		metrics = append(metrics, Metric{
+			Group: "user namespace on/off", Name: m.name, Unit: "ms",
+			Baseline: "stockade, [userns] enabled = false",
+			Stockade: m.cs[harness.HandlerStockade].outcome(), Runc: m.cs[usernsOff.name].outcome(),
+			Note: "the same stockade samples as the pod start rows; four sides interleaved in one run",
 		})
 	}
 	// Where stockade's part of those starts went, as its shims logged it.
