@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -184,6 +183,7 @@ func (b *runner) podLatency(ctx context.Context) ([]Metric, error) {
 	var mu sync.Mutex
 	withContainer := map[string][]float64{}
 	sandboxIDs := map[string]bool{} // stockade's, to tell its lines in the log
+	offPods := map[string]bool{}    // names of the pods with remapping off, left out of the phases
 	// runc's pods as CRI runs them when the pod asks for nothing (no
 	// filter), and with RuntimeDefault for the sandbox and the container,
 	// as the kubelet asks for with seccompDefault or under the restricted
@@ -194,32 +194,26 @@ func (b *runner) podLatency(ctx context.Context) ([]Metric, error) {
 	// pod's ID range, its user namespace and the idmapped mounts cost. A
 	// pod's shim reads the node config at its first Create, so the config
 	// is written before every stockade pod.
-	stockade := b.sides[0]
-	origCfg, err := os.ReadFile(stockade.env.NodeConfig)
-	if err != nil {
-		return nil, fmt.Errorf("node config: %w", err)
-	}
-	offCfg, err := usernsConfig(string(origCfg), false)
+	sw, err := b.newUsernsSwitch(b.sides[0], "stockade, userns off")
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err := os.WriteFile(stockade.env.NodeConfig, origCfg, 0o644); err != nil {
-			b.cfg.Logf("restore node config: %v", err)
-		}
-	}()
-	usernsOff := &side{name: "stockade, userns off", env: stockade.env, unavailable: stockade.unavailable}
-	configs := map[*side][]byte{stockade: origCfg, usernsOff: []byte(offCfg)}
+	defer sw.restore()
+	usernsOff := sw.off
 	sandbox := b.interleaveSides(ctx, append(slices.Clone(b.sides), runcRD, usernsOff), n, func(ctx context.Context, s *side) ([]float64, error) {
 		ctx, cancel := context.WithTimeout(ctx, opTimeout)
 		defer cancel()
-		if cfg, ok := configs[s]; ok {
-			if err := os.WriteFile(s.env.NodeConfig, cfg, 0o644); err != nil {
-				return nil, err
-			}
+		if err := sw.set(s); err != nil {
+			return nil, err
 		}
 		t0 := time.Now()
-		p, err := startPod(ctx, rs, s.env, randomID(podPrefix), true, s == runcRD)
+		name := randomID(podPrefix)
+		if s == usernsOff {
+			mu.Lock()
+			offPods[name] = true
+			mu.Unlock()
+		}
+		p, err := startPod(ctx, rs, s.env, name, true, s == runcRD)
 		if p != nil {
 			defer p.remove(rs)
 		}
@@ -267,7 +261,7 @@ func (b *runner) podLatency(ctx context.Context) ([]Metric, error) {
 	// Where stockade's part of those starts went, as its shims logged it.
 	byClass, err := shimPhases(b.env.LogPath(), func(id, pod string) string {
 		switch {
-		case !strings.HasPrefix(pod, podPrefix+"-"):
+		case !strings.HasPrefix(pod, podPrefix+"-"), offPods[pod]:
 			return ""
 		case sandboxIDs[id]:
 			return "sandbox"

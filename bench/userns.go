@@ -22,29 +22,13 @@ import (
 // at its first Create, so the config is rewritten before every run.
 func (b *runner) usernsStartLatency(ctx context.Context) ([]Metric, error) {
 	stockade := b.sides[0]
-	orig, err := os.ReadFile(stockade.env.NodeConfig)
-	if err != nil {
-		return nil, fmt.Errorf("node config: %w", err)
-	}
-	onCfg, err := usernsConfig(string(orig), true)
-	if err != nil {
-		return nil, err
-	}
-	offCfg, err := usernsConfig(string(orig), false)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err := os.WriteFile(stockade.env.NodeConfig, orig, 0o644); err != nil {
-			b.cfg.Logf("restore node config: %v", err)
-		}
-	}()
 	on := &side{name: "userns on", env: stockade.env, unavailable: stockade.unavailable}
-	off := &side{name: "userns off", env: stockade.env, unavailable: stockade.unavailable}
-	configs := map[*side]string{on: onCfg, off: offCfg}
-	setConfig := func(s *side) error {
-		return os.WriteFile(s.env.NodeConfig, []byte(configs[s]), 0o644)
+	sw, err := b.newUsernsSwitch(on, "userns off")
+	if err != nil {
+		return nil, err
 	}
+	defer sw.restore()
+	off, setConfig := sw.off, sw.set
 	image, err := b.busybox(ctx)
 	if err != nil {
 		return nil, err
@@ -102,6 +86,54 @@ func (b *runner) usernsStartLatency(ctx context.Context) ([]Metric, error) {
 		mk("task create→running, 1 at a time", starts),
 		mk("run --rm true (create→exit→deleted), 1 at a time", runs),
 	}, nil
+}
+
+// usernsSwitch turns stockade's user-namespace remapping on and off between
+// samples by rewriting the node config, which a shim reads at its first
+// Create (so each pod, or standalone container, sees the config written
+// before it started).
+type usernsSwitch struct {
+	off     *side // stockade's env with [userns] enabled = false
+	configs map[*side][]byte
+	restore func()
+}
+
+// newUsernsSwitch makes a side with remapping off next to on (a side on
+// stockade's env, remapping on).
+func (b *runner) newUsernsSwitch(on *side, offName string) (*usernsSwitch, error) {
+	path := on.env.NodeConfig
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("node config: %w", err)
+	}
+	onCfg, err := usernsConfig(string(orig), true)
+	if err != nil {
+		return nil, err
+	}
+	offCfg, err := usernsConfig(string(orig), false)
+	if err != nil {
+		return nil, err
+	}
+	off := &side{name: offName, env: on.env, unavailable: on.unavailable}
+	return &usernsSwitch{
+		off:     off,
+		configs: map[*side][]byte{on: []byte(onCfg), off: []byte(offCfg)},
+		restore: func() {
+			if err := os.WriteFile(path, orig, 0o644); err != nil {
+				b.cfg.Logf("restore node config: %v", err)
+			}
+		},
+	}, nil
+}
+
+// set writes s's node config; for a side the switch does not know (runc's)
+// it does nothing.
+func (u *usernsSwitch) set(s *side) error {
+	cfg, ok := u.configs[s]
+	if !ok {
+		return nil
+	}
+	return os.WriteFile(s.env.NodeConfig, cfg, 0o644)
 }
 
 // usernsConfig returns the node config with [userns] enabled set. When the
